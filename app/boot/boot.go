@@ -1,0 +1,311 @@
+// Package boot is the composition root. Open opens the listeners first (so
+// a busy port fails at once and tests can ask for port 0), then wires store
+// -> sessions -> hub -> service -> controllers -> router -> transports; Close
+// undoes it in reverse. The program, the tests and the load tool all start
+// the whole server through here.
+package boot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"dce/app/bus"
+	"dce/app/control"
+	"dce/app/hub"
+	"dce/app/node"
+	"dce/app/session"
+	"dce/app/transport"
+	"dce/common/config"
+	"dce/common/model"
+	"dce/common/store/sqlite"
+	imconfig "dce/project/im/config"
+	"dce/project/im/controller"
+	"dce/project/im/service"
+	"dce/www"
+)
+
+// Version is the build's version, shown by status and used as the UI's
+// cache-buster.
+var Version = "dev"
+
+// Options are how the server runs, apart from its configuration.
+type Options struct {
+	// Control opens the control socket and writes the pid file under the
+	// runtime folder. Tests that run several servers leave it off.
+	Control bool
+	// LogOutput is where logs go; stderr when nil.
+	LogOutput io.Writer
+	// Reload re-reads the configuration for `dce websocket reload`.
+	Reload func() (config.Config, error)
+}
+
+// Server is a running server.
+type Server struct {
+	cfg      config.Config
+	opts     Options
+	Log      *slog.Logger
+	logLevel *slog.LevelVar
+	started  time.Time
+
+	Store    *sqlite.DB
+	Sessions *session.Cache
+	Hub      *hub.Hub
+	Chat     *service.Service
+	Router   *node.Router
+
+	live    atomic.Pointer[transport.Live]
+	http    *transport.HTTP
+	tcp     *transport.TCP
+	udp     *transport.UDP
+	httpLn  net.Listener
+	tcpLn   net.Listener
+	udpConn *net.UDPConn
+	control *control.Server
+
+	rate      rateMeter
+	stopping  chan struct{} // closed when a stop is asked for
+	stopOnce  sync.Once
+	closeOnce sync.Once
+	closeErr  error
+	served    sync.WaitGroup
+}
+
+// Open starts a server.
+func Open(ctx context.Context, cfg config.Config, opts Options) (s *Server, err error) {
+	s = &Server{cfg: cfg, opts: opts, started: time.Now(), stopping: make(chan struct{}), logLevel: new(slog.LevelVar)}
+	s.Log = newLogger(cfg.Server, opts.LogOutput, s.logLevel)
+	raiseFileLimit()
+	defer func() {
+		if err != nil {
+			s.abandon()
+		}
+	}()
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Server.RuntimeDir, 0o700); err != nil {
+		return nil, fmt.Errorf("runtime folder: %w", err)
+	}
+	if s.Store, err = sqlite.Open(ctx, sqlite.Options{Path: cfg.StorePath(), Synchronous: cfg.Store.Synchronous,
+		MaxBatch: cfg.Store.MaxBatch}); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s.wire()
+	if opts.Control {
+		if err := s.openControl(); err != nil {
+			return nil, err
+		}
+	}
+	s.serve()
+	s.Log.Info("server started", "http", s.httpLn.Addr().String(), "tcp", s.tcpLn.Addr().String(),
+		"udp", s.udpConn.LocalAddr().String(), "store", cfg.StorePath(), "synchronous", cfg.Store.Synchronous)
+	return s, nil
+}
+
+// listen opens the three listeners, failing at once on a busy port.
+func (s *Server) listen() error {
+	host := s.cfg.Server.Host
+	var err error
+	if s.httpLn, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(s.cfg.Server.Port))); err != nil {
+		return portError("HTTP/WebSocket", s.cfg.Server.Port, err)
+	}
+	if s.tcpLn, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(s.cfg.Server.TCPPort))); err != nil {
+		return portError("TCP", s.cfg.Server.TCPPort, err)
+	}
+	addr, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, strconv.Itoa(s.cfg.Server.UDPPort)))
+	if err != nil {
+		return err
+	}
+	if s.udpConn, err = net.ListenUDP("udp", addr); err != nil {
+		return portError("UDP", s.cfg.Server.UDPPort, err)
+	}
+	return nil
+}
+
+func portError(what string, port int, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s port %d is already in use (is another server running? `./dce websocket status`)", what, port)
+	}
+	return fmt.Errorf("%s port %d: %w", what, port, err)
+}
+
+// wire builds everything between the store and the transports.
+func (s *Server) wire() {
+	cfg := s.cfg
+	s.Sessions = session.New(s.Store, cfg.Session.CacheBytes, cfg.Session.Lifetime.Duration, nil)
+	var chat *service.Service
+	s.Hub = hub.New(hub.Options{
+		QueueBytes: cfg.Transport.QueueBytes, QueueFrames: cfg.Transport.QueueFrames,
+		WriteTimeout: cfg.Transport.WriteTimeout.Duration, MaxConns: maxConnections(cfg.Limits.MaxConnections),
+		MaxConnsPerUser: cfg.Limits.ConnectionsPerUser, MaxAnonPerIP: cfg.Limits.AnonConnectionsPerIP,
+		PresenceGrace: cfg.Session.PresenceGrace.Duration, Log: s.Log,
+		OnPresence: func(user int64, online bool, places int) { chat.PresenceChanged(user, online, places) },
+	})
+	chat = service.New(service.Deps{Store: s.Store, Sessions: s.Sessions, Bus: bus.Local{Hub: s.Hub}, Hub: s.Hub, Log: s.Log}, cfg)
+	s.Chat = chat
+	s.Router = node.NewRouter(NodeTable(chat, s), node.RouterOptions{IsAdmin: chat.IsAdmin, Log: s.Log,
+		MaxFrame: cfg.Limits.MaxFrameBytes})
+	s.live.Store(liveSettings(cfg))
+	topts := &transport.Options{Router: s.Router, Hub: s.Hub, Sessions: sessionsAdapter{chat, s.Sessions}, Live: &s.live,
+		Log: s.Log, PingInterval: cfg.Transport.PingInterval.Duration, PongWait: cfg.Transport.PongWait.Duration,
+		WriteTimeout: cfg.Transport.WriteTimeout.Duration, TCPIdleTimeout: cfg.Transport.TCPIdleTimeout.Duration,
+		UDPPeerTimeout: cfg.Transport.UDPPeerTimeout.Duration, UDPPeers: cfg.Limits.UDPPeers,
+		Secure: cfg.Server.Secure, TrustedProxies: cfg.Server.TrustedProxies}
+	ui := controller.NewImUi(Version)
+	s.http = transport.NewHTTP(topts, transport.HTTPOptions{ReadTimeout: cfg.Transport.HTTPReadTimeout.Duration,
+		Static: www.FS, Page: ui.Render, Healthy: s.healthy})
+	s.tcp = transport.NewTCP(topts, s.tcpLn)
+	s.udp = transport.NewUDP(topts, s.udpConn)
+}
+
+// NodeTable is every node: the chat's table and the kernel's command line.
+// chat may be nil when the table is only printed.
+func NodeTable(chat *service.Service, kernel *Server) []node.Node {
+	k := &Kernel{server: kernel}
+	return append(imconfig.Nodes(&controller.ImService{Chat: chat}, &controller.Admin{Chat: chat}), k.Nodes()...)
+}
+
+// sessionsAdapter gives the transports the session operations they need.
+type sessionsAdapter struct {
+	*service.Service
+	cache *session.Cache
+}
+
+func (a sessionsAdapter) Get(ctx context.Context, sid string) (*model.Session, error) {
+	return a.cache.Get(ctx, sid)
+}
+
+func liveSettings(cfg config.Config) *transport.Live {
+	return &transport.Live{AllowedOrigins: cfg.Server.AllowedOrigins, BadFramesPerMinute: cfg.Limits.BadFramesPerMinute,
+		LogoutOnClose: cfg.Session.LogoutOnClose}
+}
+
+func (s *Server) serve() {
+	s.served.Add(3)
+	go func() {
+		defer s.served.Done()
+		if err := s.http.Serve(s.httpLn); err != nil {
+			s.Log.Error("http server stopped", "err", err)
+		}
+	}()
+	go func() { defer s.served.Done(); s.tcp.Serve() }()
+	go func() { defer s.served.Done(); s.udp.Serve() }()
+}
+
+func (s *Server) healthy() error {
+	select {
+	case <-s.stopping:
+		return errors.New("stopping")
+	default:
+	}
+	_, err := s.Store.LastSeq(context.Background())
+	return err
+}
+
+// Addrs are the addresses the server listens on (useful with port 0).
+func (s *Server) Addrs() (httpAddr, tcpAddr, udpAddr string) {
+	return s.httpLn.Addr().String(), s.tcpLn.Addr().String(), s.udpConn.LocalAddr().String()
+}
+
+// Stopping is closed when a stop has been asked for (control socket).
+func (s *Server) Stopping() <-chan struct{} { return s.stopping }
+
+// RequestStop asks the program to stop, as `dce websocket stop` does.
+func (s *Server) RequestStop() { s.stopOnce.Do(func() { close(s.stopping) }) }
+
+// Close shuts down in a fixed order: stop accepting; close every live
+// connection with 1001 under a deadline; stop the service; flush and close
+// the store; remove the control socket and pid file.
+func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		s.RequestStop()
+		deadline, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = s.tcp.Close()
+		httpDone := make(chan struct{})
+		go func() { _ = s.http.Shutdown(4 * time.Second); close(httpDone) }()
+		s.Hub.Shutdown(deadline, hub.CloseGoingAway, "server shutting down")
+		<-httpDone
+		_ = s.udp.Close()
+		s.tcp.Wait()
+		s.served.Wait()
+		s.Chat.Close()
+		s.closeErr = s.Store.Close()
+		if s.control != nil {
+			_ = s.control.Close()
+			_ = os.Remove(s.pidPath())
+		}
+		s.Log.Info("server stopped")
+	})
+	return s.closeErr
+}
+
+// abandon releases whatever a failed Open had opened.
+func (s *Server) abandon() {
+	for _, c := range []io.Closer{s.httpLn, s.tcpLn} {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+	if s.udpConn != nil {
+		_ = s.udpConn.Close()
+	}
+	if s.Store != nil {
+		_ = s.Store.Close()
+	}
+	if s.control != nil {
+		_ = s.control.Close()
+	}
+}
+
+func newLogger(cfg config.Server, out io.Writer, level *slog.LevelVar) *slog.Logger {
+	if out == nil {
+		out = os.Stderr
+	}
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	hopts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(out, hopts))
+	}
+	return slog.New(slog.NewTextHandler(out, hopts))
+}
+
+// raiseFileLimit lifts the soft open-files limit to the hard one.
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+// maxConnections is the configured cap, or the open-files limit less a
+// reserve for the store, listeners and logs.
+func maxConnections(configured int) int {
+	if configured > 0 {
+		return configured
+	}
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil || l.Cur > 1<<30 {
+		return 0
+	}
+	return max(16, int(l.Cur)-128)
+}
+
+func (s *Server) pidPath() string { return filepath.Join(s.cfg.Server.RuntimeDir, "dce.pid") }
+
+// SocketPath is the control socket of a configuration.
+func SocketPath(cfg config.Config) string {
+	return filepath.Join(cfg.Server.RuntimeDir, control.SocketName)
+}

@@ -1,0 +1,115 @@
+package boot
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"dce/app/control"
+	"dce/common/config"
+	"dce/project/im/controller"
+)
+
+// Status is what `dce websocket status` prints.
+type Status struct {
+	PID              int     `json:"pid"`
+	Version          string  `json:"version"`
+	UptimeS          int64   `json:"uptime_s"`
+	HTTP             string  `json:"http"`
+	TCP              string  `json:"tcp"`
+	UDP              string  `json:"udp"`
+	Connections      int     `json:"connections"`
+	OnlineUsers      int     `json:"online_users"`
+	MessagesPerS     float64 `json:"messages_per_s"`
+	MessagesSent     uint64  `json:"messages_sent"`
+	SlowClosed       uint64  `json:"slow_closed"`
+	SessionsCached   int64   `json:"sessions_cached"`
+	SessionRefills   uint64  `json:"session_refills"`
+	Goroutines       int     `json:"goroutines"`
+	RSSBytes         uint64  `json:"rss_bytes"`
+	HeapInUseBytes   uint64  `json:"heap_inuse_bytes"`
+	StoreSynchronous string  `json:"store_synchronous"`
+}
+
+// Status reads the server's figures now. Messages per second is the mean
+// over the time since the previous call (at least one second).
+func (s *Server) Status() Status {
+	hs := s.Hub.Stats()
+	cs, _ := s.Chat.Stats(context.Background())
+	ss := s.Sessions.Stats()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	httpAddr, tcpAddr, udpAddr := s.Addrs()
+	return Status{PID: os.Getpid(), Version: Version, UptimeS: int64(time.Since(s.started).Seconds()),
+		HTTP: httpAddr, TCP: tcpAddr, UDP: udpAddr, Connections: hs.Connections, OnlineUsers: hs.Online,
+		MessagesPerS: s.rate.perSecond(cs.Sent), MessagesSent: cs.Sent, SlowClosed: hs.SlowClosed,
+		SessionsCached: ss.Entries, SessionRefills: ss.Refills, Goroutines: runtime.NumGoroutine(),
+		RSSBytes: controller.RSS(), HeapInUseBytes: ms.HeapInuse, StoreSynchronous: s.cfg.Store.Synchronous}
+}
+
+// Reload applies the settings that can change while running: [limits],
+// server.allowed_origins, server.log_level and session.logout_on_close.
+func (s *Server) Reload(cfg config.Config) {
+	s.Chat.Reload(cfg.Limits)
+	s.live.Store(liveSettings(cfg))
+	_ = s.logLevel.UnmarshalText([]byte(cfg.Server.LogLevel))
+	s.Log.Info("configuration reloaded", "log_level", cfg.Server.LogLevel, "origins", len(cfg.Server.AllowedOrigins))
+}
+
+// openControl listens on the control socket and writes the pid file.
+func (s *Server) openControl() error {
+	ctl, err := control.Listen(SocketPath(s.cfg), s.controlCommand, s.Log)
+	if err != nil {
+		return err
+	}
+	s.control = ctl
+	return os.WriteFile(s.pidPath(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+}
+
+func (s *Server) controlCommand(ctx context.Context, command string) (any, error) {
+	switch command {
+	case "status":
+		return s.Status(), nil
+	case "stop":
+		s.RequestStop()
+		return map[string]any{"stopping": true, "pid": os.Getpid()}, nil
+	case "reload":
+		if s.opts.Reload == nil {
+			return nil, fmt.Errorf("this server was started without a configuration to reload")
+		}
+		cfg, err := s.opts.Reload()
+		if err != nil {
+			return nil, err
+		}
+		s.Reload(cfg)
+		return map[string]any{"reloaded": true}, nil
+	}
+	return nil, fmt.Errorf("unknown control command %q", command)
+}
+
+// rateMeter turns a growing count into a rate between two readings.
+type rateMeter struct {
+	mu        sync.Mutex
+	lastCount uint64
+	lastTime  time.Time
+	rate      float64
+}
+
+func (r *rateMeter) perSecond(count uint64) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if r.lastTime.IsZero() {
+		r.lastCount, r.lastTime = count, now
+		return 0
+	}
+	if elapsed := now.Sub(r.lastTime).Seconds(); elapsed >= 1 {
+		r.rate = float64(count-r.lastCount) / elapsed
+		r.lastCount, r.lastTime = count, now
+	}
+	return r.rate
+}

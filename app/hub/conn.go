@@ -1,0 +1,248 @@
+package hub
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"dce/app/node"
+	"dce/common/model"
+)
+
+// Close codes the hub uses (PROTOCOL.md section 1). Stream transports without
+// close codes just close.
+const (
+	CloseGoingAway      = 1001
+	CloseInvalidUTF8    = 1007
+	ClosePolicy         = 1008
+	CloseTooLarge       = 1009
+	CloseInternal       = 1011
+	CloseKicked         = 4001
+	CloseTooSlow        = 4008
+	CloseBanned         = 4503
+	CloseOverConnLimit  = 4509
+	closeAbnormalNoSend = 0 // the socket is gone: no close frame
+)
+
+// Sink is a transport's write side. The hub calls WriteFrames, Ping and
+// Close only from the connection's writer goroutine; Abort may come from
+// any goroutine.
+type Sink interface {
+	// WriteFrames writes the frames in order under the transport's write
+	// deadline; a stream transport may send them with one syscall.
+	WriteFrames(frames [][]byte) error
+	// Ping sends a keep-alive probe, if the transport has one.
+	Ping() error
+	// Close sends the close code and reason where the transport has them
+	// (code 0: none), then closes the socket. It is called once.
+	Close(code int, reason string)
+	// Abort makes a blocked write return at once.
+	Abort()
+}
+
+// Conn is one live connection. It implements node.Peer.
+type Conn struct {
+	hub       *Hub
+	id        uint64
+	transport node.Method
+	remoteIP  string
+	sink      Sink
+
+	session atomic.Pointer[model.Session]
+
+	mu          sync.Mutex // guards the fields below
+	queue       [][]byte
+	spare       [][]byte // the last batch's slice, reused
+	queuedBytes int
+	writing     bool // a writer goroutine is running
+	pingDue     bool
+	closing     bool
+	graceful    bool // flush the queue before closing
+	closeCode   int
+	closeReason string
+	userID      int64 // the user this conn is attached to in the index, or 0
+	pingTimer   *time.Timer
+	writer      sync.WaitGroup
+	finished    bool
+}
+
+var _ node.Peer = (*Conn)(nil)
+
+// ID is the connection's number, unique within the hub.
+func (c *Conn) ID() uint64 { return c.id }
+
+// Transport implements node.Peer.
+func (c *Conn) Transport() node.Method { return c.transport }
+
+// RemoteIP implements node.Peer.
+func (c *Conn) RemoteIP() string { return c.remoteIP }
+
+// Session implements node.Peer.
+func (c *Conn) Session() *model.Session { return c.session.Load() }
+
+// SetSession implements node.Peer: it attaches the connection to the
+// session's user (or detaches it with nil), which may change presence.
+func (c *Conn) SetSession(s *model.Session) error {
+	return c.hub.setSession(c, s)
+}
+
+// Enqueue queues a frame for the writer. It never blocks. It reports false
+// when the connection is closing, or when the frame overflowed the queue, in
+// which case the connection is closed with 4008.
+func (c *Conn) Enqueue(frame []byte) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if c.queuedBytes+len(frame) > c.hub.opts.QueueBytes || len(c.queue) >= c.hub.opts.QueueFrames {
+		c.startCloseLocked(CloseTooSlow, "too slow: send queue overflowed", false)
+		c.mu.Unlock()
+		c.sink.Abort()
+		c.hub.slowClosed.Add(1)
+		c.hub.log.Warn("slow connection closed", "conn", c.id, "transport", c.transport.String(), "queued_bytes", c.queuedBytes)
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.queuedBytes += len(frame)
+	c.wakeWriterLocked()
+	c.mu.Unlock()
+	return true
+}
+
+// Close closes the connection with code and reason after the frames already
+// queued are written (a kick's im/kicked goes out before its 4001). It
+// returns at once; Finish waits.
+func (c *Conn) Close(code int, reason string) {
+	c.mu.Lock()
+	if !c.closing {
+		c.startCloseLocked(code, reason, true)
+	}
+	c.mu.Unlock()
+}
+
+// Abort makes a blocked write fail now; used when a graceful close has
+// waited long enough.
+func (c *Conn) Abort() {
+	c.mu.Lock()
+	c.graceful = false
+	c.mu.Unlock()
+	c.sink.Abort()
+}
+
+func (c *Conn) startCloseLocked(code int, reason string, graceful bool) {
+	c.closing = true
+	c.graceful = graceful
+	c.closeCode, c.closeReason = code, reason
+	if !graceful {
+		c.queue, c.queuedBytes = nil, 0
+	}
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
+	c.wakeWriterLocked()
+}
+
+// wakeWriterLocked starts the writer goroutine if it is not running.
+func (c *Conn) wakeWriterLocked() {
+	if c.writing || c.finished {
+		return
+	}
+	c.writing = true
+	c.writer.Add(1)
+	go c.writeLoop()
+}
+
+// writeLoop is the connection's writer: it drains the queue in batches,
+// sends a due ping, and performs the close; it exits when there is nothing
+// left to do.
+func (c *Conn) writeLoop() {
+	defer c.writer.Done()
+	for {
+		c.mu.Lock()
+		if c.closing && (!c.graceful || len(c.queue) == 0) {
+			code, reason := c.closeCode, c.closeReason
+			c.queue, c.queuedBytes, c.writing = nil, 0, false
+			c.finished = true
+			c.mu.Unlock()
+			c.sink.Close(code, reason)
+			return
+		}
+		if len(c.queue) == 0 && !c.pingDue {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		batch := c.queue
+		c.queue, c.spare = c.spare[:0], nil
+		c.queuedBytes = 0
+		ping := c.pingDue
+		c.pingDue = false
+		c.mu.Unlock()
+
+		var err error
+		if len(batch) > 0 {
+			err = c.sink.WriteFrames(batch)
+			c.hub.framesOut.Add(uint64(len(batch)))
+		}
+		if err == nil && ping {
+			err = c.sink.Ping()
+		}
+		clear(batch)
+		c.mu.Lock()
+		if c.spare == nil {
+			c.spare = batch
+		}
+		if err != nil && !c.closing {
+			c.startCloseLocked(closeAbnormalNoSend, "", false)
+		} else if err != nil {
+			c.graceful = false
+		}
+		c.mu.Unlock()
+	}
+}
+
+// schedulePing arms the keep-alive timer.
+func (c *Conn) schedulePing(every time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pingTimer = time.AfterFunc(every, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.closing {
+			return
+		}
+		c.pingDue = true
+		c.wakeWriterLocked()
+		c.pingTimer.Reset(every)
+	})
+}
+
+// Finish is called by the transport when reading has ended. It closes the
+// connection if nobody has yet, waits for the writer to exit, closes the
+// socket and removes the connection from the hub. After Finish returns no
+// goroutine of the hub touches the socket.
+func (c *Conn) Finish() {
+	c.mu.Lock()
+	if !c.closing {
+		c.startCloseLocked(closeAbnormalNoSend, "", false)
+	}
+	graceful := c.graceful
+	c.mu.Unlock()
+	if !graceful {
+		c.sink.Abort()
+	} else {
+		// A graceful close flushes under the sink's write deadline; bound it.
+		t := time.AfterFunc(c.hub.opts.WriteTimeout, c.Abort)
+		defer t.Stop()
+	}
+	c.writer.Wait()
+	c.hub.remove(c)
+}
+
+// Closing reports whether the connection is closing.
+func (c *Conn) Closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}

@@ -1,0 +1,427 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"dce/app/node"
+	"dce/common/model"
+)
+
+// Admission errors.
+var (
+	ErrServerFull      = errors.New("the server is at its connection limit")
+	ErrTooManyAnon     = errors.New("too many connections from this address without a login")
+	ErrTooManyForUser  = errors.New("too many connections for this user")
+	ErrShuttingDown    = errors.New("the server is shutting down")
+	errConnectionGone  = errors.New("the connection has closed")
+	defaultQueueBytes  = 1 << 20
+	defaultQueueFrames = 4096
+)
+
+// Options configure a Hub. Zero values take the defaults noted.
+type Options struct {
+	QueueBytes      int           // bytes queued per connection before it is closed as too slow; 1 MiB
+	QueueFrames     int           // frames queued per connection before the same; 4096
+	WriteTimeout    time.Duration // how long a graceful close may flush; 10 s
+	MaxConns        int           // connections on this node; 0 is no limit
+	MaxConnsPerUser int           // 0 is no limit
+	MaxAnonPerIP    int           // connections without a login from one address; 0 is no limit
+	PresenceGrace   time.Duration // how long a user with no connection stays online
+	// OnPresence is told every change of a user's places, in order: online
+	// with places >= 1 as connections come and go (0 during the grace), and
+	// online=false when the grace has run out.
+	OnPresence func(userID int64, online bool, places int)
+	Log        *slog.Logger
+}
+
+// Hub is the set of live connections on this node.
+type Hub struct {
+	opts Options
+	log  *slog.Logger
+
+	presenceMu sync.Mutex
+
+	mu       sync.RWMutex // guards the fields below
+	conns    map[uint64]*Conn
+	users    map[int64]*userEntry
+	anonByIP map[string]int
+	closing  bool
+
+	nextID     atomic.Uint64
+	slowClosed atomic.Uint64
+	framesOut  atomic.Uint64
+	delivered  atomic.Uint64
+}
+
+type userEntry struct {
+	conns      map[*Conn]struct{}
+	told       int // the places last reported by OnPresence
+	online     bool
+	graceTimer *time.Timer
+	graceGen   uint64
+}
+
+// New makes a hub.
+func New(opts Options) *Hub {
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = defaultQueueBytes
+	}
+	if opts.QueueFrames <= 0 {
+		opts.QueueFrames = defaultQueueFrames
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	return &Hub{opts: opts, log: opts.Log, conns: map[uint64]*Conn{}, users: map[int64]*userEntry{}, anonByIP: map[string]int{}}
+}
+
+// Admit tells whether a new anonymous connection from ip would be accepted
+// now; transports ask before they upgrade, to refuse with a status.
+func (h *Hub) Admit(ip string, anonymous bool) error {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.admitLocked(ip, anonymous)
+}
+
+func (h *Hub) admitLocked(ip string, anonymous bool) error {
+	switch {
+	case h.closing:
+		return ErrShuttingDown
+	case h.opts.MaxConns > 0 && len(h.conns) >= h.opts.MaxConns:
+		return ErrServerFull
+	case anonymous && h.opts.MaxAnonPerIP > 0 && h.anonByIP[ip] >= h.opts.MaxAnonPerIP:
+		return ErrTooManyAnon
+	}
+	return nil
+}
+
+// Register adds a connection whose writes go to sink. pingEvery > 0 arms a
+// keep-alive ping at that interval. It fails when a cap is reached; the
+// caller then closes the socket itself.
+func (h *Hub) Register(sink Sink, transport node.Method, remoteIP string, pingEvery time.Duration) (*Conn, error) {
+	c := &Conn{hub: h, id: h.nextID.Add(1), transport: transport, remoteIP: remoteIP, sink: sink}
+	h.mu.Lock()
+	if err := h.admitLocked(remoteIP, true); err != nil {
+		h.mu.Unlock()
+		return nil, err
+	}
+	h.conns[c.id] = c
+	h.anonByIP[remoteIP]++
+	h.mu.Unlock()
+	if pingEvery > 0 {
+		c.schedulePing(pingEvery)
+	}
+	return c, nil
+}
+
+// setSession moves c from its current user (if any) to s's user (if any).
+func (h *Hub) setSession(c *Conn, s *model.Session) error {
+	h.presenceMu.Lock()
+	defer h.presenceMu.Unlock()
+	var newUser int64
+	if s != nil {
+		newUser = s.UserID
+	}
+	h.mu.Lock()
+	if h.conns[c.id] != c {
+		h.mu.Unlock()
+		return errConnectionGone
+	}
+	oldUser := c.userID
+	if newUser != 0 && newUser != oldUser && h.opts.MaxConnsPerUser > 0 {
+		if u := h.users[newUser]; u != nil && len(u.conns) >= h.opts.MaxConnsPerUser {
+			h.mu.Unlock()
+			return ErrTooManyForUser
+		}
+	}
+	c.session.Store(s)
+	var events []presenceEvent
+	if oldUser != newUser {
+		if oldUser != 0 {
+			events = append(events, h.detachLocked(c, oldUser))
+		} else {
+			h.anonDecLocked(c.remoteIP)
+		}
+		if newUser != 0 {
+			events = append(events, h.attachLocked(c, newUser))
+		} else {
+			h.anonByIP[c.remoteIP]++
+		}
+	}
+	h.mu.Unlock()
+	h.emit(events)
+	return nil
+}
+
+type presenceEvent struct {
+	user   int64
+	online bool
+	places int
+}
+
+// emit reports presence changes. A user in the grace (online, no places)
+// is not reported, nor is a change back to the places last reported: a
+// page reload within the grace is invisible to others.
+func (h *Hub) emit(events []presenceEvent) {
+	for _, e := range events {
+		if e.user == 0 || (e.online && e.places == 0) {
+			continue
+		}
+		h.mu.Lock()
+		u := h.users[e.user]
+		changed := true
+		if u != nil && e.online {
+			changed = u.told != e.places
+			u.told = e.places
+		}
+		h.mu.Unlock()
+		if changed && h.opts.OnPresence != nil {
+			h.opts.OnPresence(e.user, e.online, e.places)
+		}
+	}
+}
+
+func (h *Hub) attachLocked(c *Conn, user int64) presenceEvent {
+	u := h.users[user]
+	if u == nil {
+		u = &userEntry{conns: map[*Conn]struct{}{}}
+		h.users[user] = u
+	}
+	u.conns[c] = struct{}{}
+	c.userID = user
+	if u.graceTimer != nil {
+		u.graceTimer.Stop()
+		u.graceTimer = nil
+		u.graceGen++
+	}
+	u.online = true
+	return presenceEvent{user: user, online: true, places: len(u.conns)}
+}
+
+func (h *Hub) detachLocked(c *Conn, user int64) presenceEvent {
+	c.userID = 0
+	u := h.users[user]
+	if u == nil {
+		return presenceEvent{}
+	}
+	delete(u.conns, c)
+	if len(u.conns) > 0 {
+		return presenceEvent{user: user, online: true, places: len(u.conns)}
+	}
+	if h.opts.PresenceGrace <= 0 {
+		delete(h.users, user)
+		return presenceEvent{user: user, online: false}
+	}
+	u.graceGen++
+	gen := u.graceGen
+	u.graceTimer = time.AfterFunc(h.opts.PresenceGrace, func() { h.graceOver(user, gen) })
+	return presenceEvent{user: user, online: true, places: 0}
+}
+
+// graceOver takes a user offline if no connection came back in the grace.
+func (h *Hub) graceOver(user int64, gen uint64) {
+	h.presenceMu.Lock()
+	defer h.presenceMu.Unlock()
+	h.mu.Lock()
+	u := h.users[user]
+	if u == nil || u.graceGen != gen || len(u.conns) > 0 {
+		h.mu.Unlock()
+		return
+	}
+	delete(h.users, user)
+	h.mu.Unlock()
+	h.emit([]presenceEvent{{user: user, online: false}})
+}
+
+func (h *Hub) anonDecLocked(ip string) {
+	if h.anonByIP[ip] <= 1 {
+		delete(h.anonByIP, ip)
+	} else {
+		h.anonByIP[ip]--
+	}
+}
+
+// remove drops a finished connection from the indexes.
+func (h *Hub) remove(c *Conn) {
+	h.presenceMu.Lock()
+	defer h.presenceMu.Unlock()
+	h.mu.Lock()
+	if h.conns[c.id] != c {
+		h.mu.Unlock()
+		return
+	}
+	delete(h.conns, c.id)
+	var events []presenceEvent
+	if c.userID != 0 {
+		events = append(events, h.detachLocked(c, c.userID))
+	} else {
+		h.anonDecLocked(c.remoteIP)
+	}
+	h.mu.Unlock()
+	h.emit(events)
+}
+
+// Deliver enqueues frame on every connection of every user in users, except
+// the connection numbered except (0: none). The same bytes go to every
+// queue; callers must not change them afterwards.
+func (h *Hub) Deliver(users []int64, frame []byte, except uint64) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, id := range users {
+		if u := h.users[id]; u != nil {
+			for c := range u.conns {
+				if c.id != except && c.Enqueue(frame) {
+					n++
+				}
+			}
+		}
+	}
+	h.delivered.Add(uint64(n))
+}
+
+// Broadcast enqueues frame on every logged-in connection except the one
+// numbered exceptConn and those of exceptUser (0: none).
+func (h *Hub) Broadcast(frame []byte, exceptConn uint64, exceptUser int64) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for id, u := range h.users {
+		if id == exceptUser {
+			continue
+		}
+		for c := range u.conns {
+			if c.id != exceptConn && c.Enqueue(frame) {
+				n++
+			}
+		}
+	}
+	h.delivered.Add(uint64(n))
+}
+
+// UserConns returns the user's live connections.
+func (h *Hub) UserConns(user int64) []*Conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	u := h.users[user]
+	if u == nil {
+		return nil
+	}
+	out := make([]*Conn, 0, len(u.conns))
+	for c := range u.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Kick sends frame (if any) to every connection of user, then closes them
+// with code and reason.
+func (h *Hub) Kick(user int64, frame []byte, code int, reason string) int {
+	conns := h.UserConns(user)
+	for _, c := range conns {
+		if frame != nil {
+			c.Enqueue(frame)
+		}
+		c.Close(code, reason)
+	}
+	return len(conns)
+}
+
+// EndSession logs out every connection holding the session sid.
+func (h *Hub) EndSession(user int64, sid string) {
+	for _, c := range h.UserConns(user) {
+		if s := c.Session(); s != nil && s.SID == sid {
+			_ = c.SetSession(nil)
+		}
+	}
+}
+
+// Online is one online user and their places.
+type Online struct {
+	UserID int64
+	Places int
+}
+
+// Online lists the users online now.
+func (h *Hub) Online() []Online {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]Online, 0, len(h.users))
+	for id, u := range h.users {
+		if u.online {
+			out = append(out, Online{UserID: id, Places: len(u.conns)})
+		}
+	}
+	return out
+}
+
+// Places is how many connections user holds now, and whether they count as
+// online.
+func (h *Hub) Places(user int64) (int, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	u := h.users[user]
+	if u == nil {
+		return 0, false
+	}
+	return len(u.conns), u.online
+}
+
+// Stats is a snapshot of the hub's counters.
+type Stats struct {
+	Connections int
+	Online      int
+	SlowClosed  uint64
+	FramesOut   uint64
+	Delivered   uint64
+}
+
+// Stats returns the counters now.
+func (h *Hub) Stats() Stats {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return Stats{Connections: len(h.conns), Online: len(h.users), SlowClosed: h.slowClosed.Load(),
+		FramesOut: h.framesOut.Load(), Delivered: h.delivered.Load()}
+}
+
+// Shutdown refuses new connections and closes every live one with code
+// (1001 on stop), waiting until they are gone or ctx ends; whatever is left
+// then is aborted.
+func (h *Hub) Shutdown(ctx context.Context, code int, reason string) {
+	h.mu.Lock()
+	h.closing = true
+	conns := make([]*Conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.Close(code, reason)
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		h.mu.RLock()
+		left := len(h.conns)
+		h.mu.RUnlock()
+		if left == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			for _, c := range conns {
+				c.Abort()
+			}
+			return
+		case <-tick.C:
+		}
+	}
+}

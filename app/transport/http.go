@@ -1,0 +1,241 @@
+package transport
+
+import (
+	"encoding/json"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"dce/app/node"
+	"dce/app/wire"
+	"dce/common/model"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/filesystem"
+	"github.com/gofiber/fiber/v2/utils"
+)
+
+// cookieName carries the browser's sid.
+const cookieName = "dce_sid"
+
+// contentSecurityPolicy is sent with every page: no inline script, no
+// framing, connections only to this origin.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
+	"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'; connect-src 'self'"
+
+// HTTPOptions add the HTTP transport's own parts to Options.
+type HTTPOptions struct {
+	ReadTimeout time.Duration
+	Static      fs.FS                 // served under /static/
+	Page        func(io.Writer) error // the chat page at GET /
+	Healthy     func() error          // GET /healthz
+}
+
+// HTTP serves the UI, the WebSocket upgrade, and every node as POST /PATH.
+type HTTP struct {
+	*Options
+	app *fiber.App
+	ws  *WebSocket
+}
+
+// NewHTTP builds the Fiber app.
+func NewHTTP(o *Options, h HTTPOptions) *HTTP {
+	cfg := fiber.Config{
+		DisableStartupMessage: true,
+		ReadTimeout:           h.ReadTimeout,
+		IdleTimeout:           2 * time.Minute,
+		BodyLimit:             o.Router.MaxFrame(),
+		ReadBufferSize:        8 << 10, // also the most request headers may take: more gets 431
+		ErrorHandler:          errorHandler,
+	}
+	if len(o.TrustedProxies) > 0 {
+		cfg.ProxyHeader = fiber.HeaderXForwardedFor
+		cfg.EnableTrustedProxyCheck = true
+		cfg.TrustedProxies = o.TrustedProxies
+	}
+	t := &HTTP{Options: o, app: fiber.New(cfg), ws: NewWebSocket(o)}
+	// Without this, closing a hijacked (WebSocket) connection from another
+	// goroutine does nothing.
+	t.app.Server().KeepHijackedConns = true
+
+	t.app.Use(refuseEncodedBodies)
+	t.app.Get("/ws", t.ws.Upgrade, func(c *fiber.Ctx) error {
+		return fiber.NewError(fiber.StatusBadRequest, "this route takes WebSocket upgrades")
+	})
+	t.app.Get("/", t.ws.Upgrade, func(c *fiber.Ctx) error {
+		t.pageHeaders(c)
+		c.Type("html", "utf-8")
+		return h.Page(c.Response().BodyWriter())
+	})
+	t.app.Get("/healthz", func(c *fiber.Ctx) error {
+		if err := h.Healthy(); err != nil {
+			return fiber.NewError(fiber.StatusServiceUnavailable, err.Error())
+		}
+		return c.SendString("ok")
+	})
+	t.app.Use("/static", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+		return c.Next()
+	}, filesystem.New(filesystem.Config{Root: http.FS(h.Static), MaxAge: 3600}))
+	t.app.Post("/*", t.callNode)
+	t.app.All("/*", t.wrongMethod)
+	return t
+}
+
+// Serve serves ln until Shutdown.
+func (t *HTTP) Serve(ln net.Listener) error { return t.app.Listener(ln) }
+
+// Shutdown stops taking requests. WebSockets are the hub's to close: the
+// HTTP server does not see hijacked connections.
+func (t *HTTP) Shutdown(timeout time.Duration) error { return t.app.ShutdownWithTimeout(timeout) }
+
+func (t *HTTP) pageHeaders(c *fiber.Ctx) {
+	c.Set("Content-Security-Policy", contentSecurityPolicy)
+	c.Set(fiber.HeaderXFrameOptions, "DENY")
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderReferrerPolicy, "no-referrer")
+	if t.Secure {
+		c.Set(fiber.HeaderStrictTransportSecurity, "max-age=31536000")
+	}
+}
+
+// refuseEncodedBodies answers 415 to any compressed request: Fiber v2 would
+// inflate it without a limit.
+func refuseEncodedBodies(c *fiber.Ctx) error {
+	if enc := c.Get(fiber.HeaderContentEncoding); enc != "" && !strings.EqualFold(enc, "identity") {
+		return fiber.NewError(fiber.StatusUnsupportedMediaType, "compressed request bodies are not accepted")
+	}
+	return c.Next()
+}
+
+// wrongMethod: a node path with another method is 405, anything else 404.
+func (t *HTTP) wrongMethod(c *fiber.Ctx) error {
+	if t.Router.Lookup(strings.TrimPrefix(c.Path(), "/"), node.HTTP) != nil {
+		c.Set(fiber.HeaderAllow, fiber.MethodPost)
+		return fiber.NewError(fiber.StatusMethodNotAllowed, "use POST for nodes")
+	}
+	return fiber.NewError(fiber.StatusNotFound, "no such route")
+}
+
+// callNode serves POST /PATH: the node's result as JSON, or its error with
+// the status PROTOCOL.md section 4 gives.
+func (t *HTTP) callNode(c *fiber.Ctx) error {
+	path := utils.CopyString(strings.TrimPrefix(c.Path(), "/"))
+	n := t.Router.Lookup(path, node.HTTP)
+	if n == nil {
+		return writeError(c, node.Errorf(node.CodeNotFound, "no such node: %s", path))
+	}
+	sid, ok := t.credentials(c)
+	if !ok {
+		return writeError(c, node.Errorf(node.CodeForbidden, "cross-site request refused"))
+	}
+	// Request().Body(), never c.Body(): the latter inflates compressed bodies.
+	body := c.Request().Body()
+	if len(body) == 0 {
+		body = []byte("{}")
+	} else if !utf8.Valid(body) || !json.Valid(body) {
+		return writeError(c, node.Errorf(node.CodeBadFrame, "the body is not valid JSON"))
+	}
+	peer := &httpPeer{c: c, ip: c.IP(), secure: t.Secure}
+	if sid != "" {
+		if s, err := t.Sessions.Get(c.UserContext(), sid); err == nil {
+			peer.session = s
+		}
+	}
+	result, err := t.Router.Call(&node.Context{Ctx: c.UserContext(), Node: n, Frame: wire.Frame{Path: path, Body: body}, Peer: peer})
+	if err != nil {
+		e, _ := node.AsError(err)
+		return writeError(c, e)
+	}
+	out, err := node.EncodeResult(result)
+	if err != nil {
+		return writeError(c, node.Errorf(node.CodeInternal, "the result could not be encoded"))
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	c.Type("json")
+	return c.Send(out)
+}
+
+// credentials finds the request's sid. A Bearer token is explicit and needs
+// no Origin. The cookie is ambient, so a request carrying it must come from
+// this origin (or an allowed one) and say it is JSON, which no cross-site
+// form can. ok is false for a request that fails those checks.
+func (t *HTTP) credentials(c *fiber.Ctx) (sid string, ok bool) {
+	if auth := c.Get(fiber.HeaderAuthorization); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
+		return strings.TrimSpace(auth[7:]), true
+	}
+	sid = c.Cookies(cookieName)
+	if sid == "" {
+		return "", true
+	}
+	if !originAllowed(c.Get(fiber.HeaderOrigin), c.Hostname(), t.Live.Load().AllowedOrigins) ||
+		strings.EqualFold(c.Get("Sec-Fetch-Site"), "cross-site") {
+		return "", false
+	}
+	return utils.CopyString(sid), true
+}
+
+// errorHandler turns Fiber's own errors (404, 405, 413, 415, 431, ...) into
+// the protocol's error body.
+func errorHandler(c *fiber.Ctx, err error) error {
+	status := fiber.StatusInternalServerError
+	message := "the server failed"
+	if fe, ok := err.(*fiber.Error); ok {
+		status, message = fe.Code, fe.Message
+	}
+	code := node.CodeInternal
+	switch status {
+	case fiber.StatusNotFound, fiber.StatusMethodNotAllowed:
+		code = node.CodeNotFound
+	case fiber.StatusRequestEntityTooLarge:
+		code = node.CodeTooLarge
+	case fiber.StatusForbidden:
+		code = node.CodeForbidden
+	case fiber.StatusServiceUnavailable:
+		code = node.CodeRateLimited
+	default:
+		if status >= 400 && status < 500 {
+			code = node.CodeBadRequest
+		}
+	}
+	c.Type("json")
+	return c.Status(status).Send(wire.AppendErrorBody(nil, code, message, 0))
+}
+
+func writeError(c *fiber.Ctx, e *node.Error) error {
+	if ms := e.RetryAfterMS(); ms > 0 {
+		c.Set(fiber.HeaderRetryAfter, strconv.FormatInt((ms+999)/1000, 10))
+	}
+	c.Type("json")
+	return c.Status(node.HTTPStatus(e.Code)).Send(wire.AppendErrorBody(nil, e.Code, e.Message, e.RetryAfterMS()))
+}
+
+// httpPeer is one HTTP request as a node.Peer: its session comes from the
+// Bearer token or the cookie, and logging in or out sets the cookie.
+type httpPeer struct {
+	c       *fiber.Ctx
+	ip      string
+	session *model.Session
+	secure  bool
+}
+
+func (p *httpPeer) Transport() node.Method  { return node.HTTP }
+func (p *httpPeer) RemoteIP() string        { return p.ip }
+func (p *httpPeer) Session() *model.Session { return p.session }
+
+func (p *httpPeer) SetSession(s *model.Session) error {
+	p.session = s
+	cookie := &fiber.Cookie{Name: cookieName, Path: "/", HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode, Secure: p.secure}
+	if s != nil {
+		cookie.Value, cookie.Expires = s.SID, s.Expires
+	} else {
+		cookie.Expires, cookie.MaxAge = time.Unix(0, 0), -1
+	}
+	p.c.Cookie(cookie)
+	return nil
+}

@@ -1,0 +1,130 @@
+// Package transport carries frames between sockets and the router: one thin
+// file per transport (websocket, tcp, udp, http) and this shared loop. A
+// transport reads, hands each frame to node.Router.Dispatch, and queues the
+// reply on the connection's hub.Conn; it never writes to a socket outside
+// the connection's writer.
+package transport
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"dce/app/hub"
+	"dce/app/node"
+	"dce/common/model"
+)
+
+// Sessions attaches a connection to the session a sid names (the cookie,
+// ?sid=, a Bearer token) and is told when a logged-in connection closes.
+type Sessions interface {
+	Resume(ctx context.Context, peer node.Peer, sid string) (model.User, error)
+	Get(ctx context.Context, sid string) (*model.Session, error)
+	Disconnected(ctx context.Context, sess *model.Session, logoutOnClose bool)
+}
+
+// Live are the settings `dce websocket reload` may change.
+type Live struct {
+	AllowedOrigins     []string
+	BadFramesPerMinute int
+	LogoutOnClose      bool
+}
+
+// Options are shared by every transport.
+type Options struct {
+	Router         *node.Router
+	Hub            *hub.Hub
+	Sessions       Sessions
+	Live           *atomic.Pointer[Live]
+	Log            *slog.Logger
+	PingInterval   time.Duration
+	PongWait       time.Duration
+	WriteTimeout   time.Duration
+	TCPIdleTimeout time.Duration
+	UDPPeerTimeout time.Duration
+	UDPPeers       int
+	Secure         bool     // Secure cookies and HSTS
+	TrustedProxies []string // whose X-Forwarded-For to believe
+}
+
+// badFrames counts a peer's bad frames in a one-minute window.
+type badFrames struct {
+	start time.Time
+	count int
+}
+
+// add counts one bad frame and reports whether the peer is over limit.
+func (b *badFrames) add(now time.Time, limit int) bool {
+	if now.Sub(b.start) >= time.Minute {
+		b.start, b.count = now, 0
+	}
+	b.count++
+	return limit > 0 && b.count > limit
+}
+
+// dispatch runs one frame from c and queues its reply. It reports false when
+// the peer has sent too many bad frames and must be closed.
+func (o *Options) dispatch(ctx context.Context, c *hub.Conn, bad *badFrames, raw []byte) bool {
+	reply, isBad := o.Router.Dispatch(ctx, c, raw)
+	if reply != nil {
+		c.Enqueue(reply)
+	}
+	if isBad && bad.add(time.Now(), o.Live.Load().BadFramesPerMinute) {
+		c.Close(hub.ClosePolicy, "too many bad frames")
+		return false
+	}
+	return true
+}
+
+// resume attaches a new connection to the session sid names, if it is live.
+// A banned user's connection is closed with 4503, one over the per-user cap
+// with 1008.
+func (o *Options) resume(ctx context.Context, c *hub.Conn, sid string) {
+	if sid == "" {
+		return
+	}
+	_, err := o.Sessions.Resume(ctx, c, sid)
+	if err == nil {
+		return
+	}
+	e, _ := node.AsError(err)
+	switch e.Code {
+	case node.CodeForbidden:
+		if c.Session() == nil && isBan(e) {
+			c.Close(hub.CloseBanned, "banned")
+		} else {
+			c.Close(hub.ClosePolicy, e.Message)
+		}
+	case node.CodeUnauthorized: // a stale sid: the connection stays, anonymous
+	default:
+		o.Log.Warn("resume at connect failed", "err", err)
+	}
+}
+
+func isBan(e *node.Error) bool { return len(e.Message) >= 6 && e.Message[:6] == "banned" }
+
+// finish ends a connection after its reader stopped.
+func (o *Options) finish(c *hub.Conn) {
+	sess := c.Session()
+	c.Finish()
+	if sess != nil {
+		o.Sessions.Disconnected(context.Background(), sess, o.Live.Load().LogoutOnClose)
+	}
+}
+
+// hostIP is the IP part of a network address.
+func hostIP(addr net.Addr) string {
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		return a.IP.String()
+	case *net.UDPAddr:
+		return a.IP.String()
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	return host
+}

@@ -1,0 +1,170 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"dce/app/hub"
+	"dce/app/node"
+	"dce/app/wire"
+)
+
+// ErrLineTooLong is returned by LineReader for a line over the frame limit.
+var ErrLineTooLong = errors.New("line is over the frame limit")
+
+// LineReader splits a stream into frames, one per line ("\n", or "\r\n").
+// A line longer than max bytes (terminator excluded) is ErrLineTooLong.
+type LineReader struct {
+	r   *bufio.Reader
+	max int
+	buf []byte
+}
+
+// NewLineReader reads lines of at most max bytes from r.
+func NewLineReader(r io.Reader, max int) *LineReader {
+	return &LineReader{r: bufio.NewReaderSize(r, 4096), max: max}
+}
+
+// Next returns the next line without its terminator. The slice is valid
+// until the following call. An empty line is returned as such.
+func (l *LineReader) Next() ([]byte, error) {
+	if cap(l.buf) > 16<<10 { // do not keep a large line's buffer on an idle connection
+		l.buf = nil
+	}
+	l.buf = l.buf[:0]
+	for {
+		chunk, err := l.r.ReadSlice('\n')
+		l.buf = append(l.buf, chunk...)
+		if len(l.buf) > l.max+2 { // room for the line and its "\r\n"
+			return nil, ErrLineTooLong
+		}
+		switch err {
+		case bufio.ErrBufferFull:
+			continue
+		case nil:
+			return l.line(l.buf[:len(l.buf)-1])
+		case io.EOF:
+			if len(l.buf) > 0 { // a last line without its newline
+				return l.line(l.buf)
+			}
+		}
+		return nil, err
+	}
+}
+
+func (l *LineReader) line(b []byte) ([]byte, error) {
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		b = b[:n-1]
+	}
+	if len(b) > l.max {
+		return nil, ErrLineTooLong
+	}
+	return b, nil
+}
+
+// TCP serves frames over TCP, one per line.
+type TCP struct {
+	*Options
+	ln net.Listener
+	wg sync.WaitGroup
+}
+
+// NewTCP serves ln.
+func NewTCP(o *Options, ln net.Listener) *TCP { return &TCP{Options: o, ln: ln} }
+
+// Serve accepts until the listener closes.
+func (t *TCP) Serve() {
+	for {
+		nc, err := t.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			t.Log.Warn("tcp accept", "err", err)
+			time.Sleep(50 * time.Millisecond) // e.g. out of file descriptors: do not spin
+			continue
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			t.serveConn(nc)
+		}()
+	}
+}
+
+// Close stops accepting; live connections are closed through the hub.
+func (t *TCP) Close() error { return t.ln.Close() }
+
+// Wait waits for every connection's goroutine to end.
+func (t *TCP) Wait() { t.wg.Wait() }
+
+func (t *TCP) serveConn(nc net.Conn) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetKeepAlivePeriod(30 * time.Second)
+	}
+	sink := &streamSink{conn: nc, writeTimeout: t.WriteTimeout}
+	c, err := t.Hub.Register(sink, node.TCP, hostIP(nc.RemoteAddr()), 0)
+	if err != nil {
+		_, _ = nc.Write(wire.AppendError(nil, "error", "", node.CodeForbidden, err.Error(), 0))
+		_ = nc.Close()
+		return
+	}
+	ctx := context.Background()
+	lines := NewLineReader(nc, t.Router.MaxFrame())
+	var bad badFrames
+	for {
+		_ = nc.SetReadDeadline(time.Now().Add(t.TCPIdleTimeout))
+		line, err := lines.Next()
+		if errors.Is(err, ErrLineTooLong) {
+			c.Enqueue(wire.AppendError(nil, "error", "", node.CodeTooLarge, "frame is over the size limit", 0))
+			c.Close(hub.CloseTooLarge, "frame too large")
+			break
+		}
+		if err != nil {
+			break
+		}
+		if len(line) == 0 {
+			continue
+		}
+		if !t.dispatch(ctx, c, &bad, line) {
+			break
+		}
+	}
+	t.finish(c)
+}
+
+// streamSink writes frames to a stream socket, one per line, a batch with
+// one writev.
+type streamSink struct {
+	conn         net.Conn
+	writeTimeout time.Duration
+	closeOnce    sync.Once
+	bufs         net.Buffers
+}
+
+var newline = []byte{'\n'}
+
+func (s *streamSink) WriteFrames(frames [][]byte) error {
+	s.bufs = s.bufs[:0]
+	for _, f := range frames {
+		s.bufs = append(s.bufs, f, newline)
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	bufs := s.bufs // WriteTo consumes its receiver
+	_, err := bufs.WriteTo(s.conn)
+	clear(s.bufs)
+	return err
+}
+
+func (s *streamSink) Ping() error { return nil }
+
+func (s *streamSink) Close(code int, reason string) {
+	s.closeOnce.Do(func() { _ = s.conn.Close() })
+}
+
+func (s *streamSink) Abort() { _ = s.conn.SetWriteDeadline(time.Now()) }

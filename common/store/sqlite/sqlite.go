@@ -1,0 +1,334 @@
+// Package sqlite is the embedded durable store: users, sessions and messages
+// in one SQLite file (modernc.org/sqlite, pure Go).
+//
+// The file is opened twice: a writer handle with a single connection, whose
+// transactions BEGIN IMMEDIATE, and a pool of read-only connections. Every
+// PRAGMA is in the DSN, so each pooled connection gets it. Every write goes
+// through one goroutine that commits waiting writes together (group commit,
+// see writer.go): a write returns only after the COMMIT that holds it, and
+// with synchronous=FULL (the default) one fsync covers the whole batch.
+//
+// Times are stored as Unix milliseconds, so they come back truncated to the
+// millisecond.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"dce/common/store"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// Options configures Open.
+type Options struct {
+	Path        string           // database file; its directory is created 0700 if missing
+	Synchronous string           // "FULL" (default) or "NORMAL"
+	MaxBatch    int              // most writes in one group commit; default 256
+	Now         func() time.Time // default time.Now
+}
+
+// DefaultMaxBatch is the most writes one group commit takes when
+// Options.MaxBatch is 0.
+const DefaultMaxBatch = 256
+
+// DB is the SQLite store. Its methods are safe for concurrent use.
+type DB struct {
+	writer *sql.DB // one connection; used only by the writer goroutine after Open
+	reader *sql.DB // read-only pool
+	now    func() time.Time
+
+	// The write queue (writer.go). gate guards closed and every send on
+	// requests: senders hold it for reading, Close for writing, so no send
+	// happens on a closed channel and every send that got in is served.
+	gate       sync.RWMutex
+	closed     bool
+	requests   chan *writeRequest
+	maxBatch   int
+	writerDone chan struct{}
+	isClosed   atomic.Bool // for reads: set once Close begins
+
+	// nextSeq is the seq the next change gets. Owned by the writer
+	// goroutine (and by Open before it starts); write closures use it
+	// through takeSeq.
+	nextSeq int64
+
+	statements statements
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating if needed) the database at opts.Path, applies the
+// migrations it lacks, and starts the writer.
+func Open(ctx context.Context, opts Options) (*DB, error) {
+	if opts.Path == "" {
+		return nil, errors.New("sqlite: no database path")
+	}
+	path, err := filepath.Abs(opts.Path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	if strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("sqlite: database path %q contains '?'", path)
+	}
+	synchronous := strings.ToUpper(opts.Synchronous)
+	switch synchronous {
+	case "":
+		synchronous = "FULL"
+	case "FULL", "NORMAL":
+	default:
+		return nil, fmt.Errorf("sqlite: synchronous must be FULL or NORMAL, not %q", opts.Synchronous)
+	}
+	if err := createFile(path); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+
+	db := &DB{
+		now:        opts.Now,
+		maxBatch:   opts.MaxBatch,
+		writerDone: make(chan struct{}),
+	}
+	if db.now == nil {
+		db.now = time.Now
+	}
+	if db.maxBatch <= 0 {
+		db.maxBatch = DefaultMaxBatch
+	}
+	db.requests = make(chan *writeRequest, db.maxBatch)
+
+	if db.writer, err = sql.Open("sqlite", dsn(path, synchronous, true)); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	db.writer.SetMaxOpenConns(1)
+	db.writer.SetMaxIdleConns(1)
+	db.writer.SetConnMaxLifetime(0)
+	db.writer.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, db.writer, db.now); err != nil {
+		db.writer.Close()
+		return nil, err
+	}
+
+	// Readers are opened after the writer has switched the file to WAL.
+	if db.reader, err = sql.Open("sqlite", dsn(path, synchronous, false)); err != nil {
+		db.writer.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	readers := max(4, 2*runtime.GOMAXPROCS(0))
+	db.reader.SetMaxOpenConns(readers)
+	db.reader.SetMaxIdleConns(readers)
+
+	if err := db.writer.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM messages`).Scan(&db.nextSeq); err != nil {
+		db.closeHandles()
+		return nil, fmt.Errorf("sqlite: reading the last seq: %w", err)
+	}
+	if err := db.statements.prepare(ctx, db.writer, db.reader); err != nil {
+		db.closeHandles()
+		return nil, err
+	}
+	go db.runWriter()
+	return db, nil
+}
+
+// dsn builds the data source name. Every PRAGMA is here, so that each
+// connection database/sql opens gets them, not only the first.
+func dsn(path, synchronous string, writer bool) string {
+	query := url.Values{}
+	query.Add("_pragma", "busy_timeout(5000)")
+	query.Add("_pragma", "journal_mode(WAL)")
+	query.Add("_pragma", "synchronous("+synchronous+")")
+	query.Add("_pragma", "foreign_keys(1)")
+	if writer {
+		// A deferred transaction that later writes can fail with
+		// SQLITE_BUSY without waiting out busy_timeout; take the lock first.
+		query.Set("_txlock", "immediate")
+	} else {
+		query.Set("_query_only", "1")
+	}
+	return path + "?" + query.Encode()
+}
+
+// createFile makes the database's directory (0700) and an empty file (0600)
+// if they are missing; SQLite gives its -wal and -shm files the file's mode.
+func createFile(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	file, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	return file.Close()
+}
+
+// Close stops taking writes (they get store.ErrClosed), commits every write
+// already queued, and closes the file. It is idempotent and returns the same
+// error each time.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		db.isClosed.Store(true)
+		db.gate.Lock()
+		db.closed = true
+		close(db.requests)
+		db.gate.Unlock()
+		<-db.writerDone
+		db.closeErr = db.closeHandles()
+	})
+	return db.closeErr
+}
+
+func (db *DB) closeHandles() error {
+	err := db.statements.close()
+	if db.reader != nil {
+		err = errors.Join(err, db.reader.Close())
+	}
+	return errors.Join(err, db.writer.Close())
+}
+
+// readable reports store.ErrClosed once Close has begun, so reads after
+// Close fail with the store's error rather than database/sql's.
+func (db *DB) readable() error {
+	if db.isClosed.Load() {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+// IntegrityCheck runs PRAGMA integrity_check and returns its result: "ok"
+// when the file is sound, else SQLite's findings, one per line.
+func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
+	if err := db.readable(); err != nil {
+		return "", err
+	}
+	rows, err := db.reader.QueryContext(ctx, `PRAGMA integrity_check`)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var findings []string
+	for rows.Next() {
+		var finding string
+		if err := rows.Scan(&finding); err != nil {
+			return "", err
+		}
+		findings = append(findings, finding)
+	}
+	return strings.Join(findings, "\n"), rows.Err()
+}
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migration is one numbered file from migrations/.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations lists the embedded migrations in version order. A file is
+// named NNNN_what.sql; the number is its version.
+func migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var list []migration
+	for _, name := range names {
+		base := filepath.Base(name)
+		number, _, _ := strings.Cut(base, "_")
+		version, err := strconv.Atoi(number)
+		if err != nil || version <= 0 {
+			return nil, fmt.Errorf("sqlite: migration %s: name must start with a positive number", base)
+		}
+		text, err := migrationFiles.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, migration{version: version, name: base, sql: string(text)})
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].version < list[j].version })
+	for i := 1; i < len(list); i++ {
+		if list[i].version == list[i-1].version {
+			return nil, fmt.Errorf("sqlite: two migrations numbered %d", list[i].version)
+		}
+	}
+	return list, nil
+}
+
+// migrate applies, each in its own transaction, every migration newer than
+// the schema_version table records.
+func migrate(ctx context.Context, writer *sql.DB, now func() time.Time) error {
+	list, err := migrations()
+	if err != nil {
+		return err
+	}
+	if _, err := writer.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+		version INTEGER PRIMARY KEY,
+		applied INTEGER NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("sqlite: creating schema_version: %w", err)
+	}
+	var current int
+	if err := writer.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&current); err != nil {
+		return fmt.Errorf("sqlite: reading schema_version: %w", err)
+	}
+	if len(list) > 0 && current > list[len(list)-1].version {
+		return fmt.Errorf("sqlite: the database is at schema version %d, newer than this program's %d", current, list[len(list)-1].version)
+	}
+	for _, m := range list {
+		if m.version <= current {
+			continue
+		}
+		if err := applyMigration(ctx, writer, m, now()); err != nil {
+			return fmt.Errorf("sqlite: migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+func applyMigration(ctx context.Context, writer *sql.DB, m migration, now time.Time) error {
+	tx, err := writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version, applied) VALUES (?, ?)`, m.version, now.UnixMilli()); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// unixMilli stores a time; the zero time is stored as 0.
+func unixMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromUnixMilli reads back a time stored by unixMilli.
+func fromUnixMilli(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}

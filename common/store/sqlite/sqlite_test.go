@@ -1,0 +1,433 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"dce/common/model"
+	"dce/common/store"
+	"dce/common/store/storetest"
+)
+
+var _ storetest.Engine = (*DB)(nil)
+
+// MustOpen opens a store in a fresh temporary directory and closes it when
+// the test ends.
+func MustOpen(tb testing.TB, opts Options) *DB {
+	tb.Helper()
+	if opts.Path == "" {
+		opts.Path = filepath.Join(tb.TempDir(), "data", "dce.db")
+	}
+	db, err := Open(context.Background(), opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return db
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Engine { return MustOpen(t, Options{}) })
+}
+
+// TestPragmas: the DSN's pragmas hold on every connection, several readers
+// held at once (so they are distinct connections) and the writer.
+func TestPragmas(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		option string
+		want   int // PRAGMA synchronous: 1 NORMAL, 2 FULL
+	}{{"", 2}, {"FULL", 2}, {"normal", 1}} {
+		db := MustOpen(t, Options{Synchronous: c.option})
+		var connections []*sql.Conn
+		for range 4 {
+			connection, err := db.reader.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			connections = append(connections, connection)
+		}
+		writer, err := db.writer.Conn(ctx) // holds the writer's only connection until released
+		if err != nil {
+			t.Fatal(err)
+		}
+		connections = append(connections, writer)
+		for i, connection := range connections {
+			var synchronous, foreignKeys, busyTimeout int
+			var journalMode string
+			for pragma, into := range map[string]any{
+				"synchronous": &synchronous, "foreign_keys": &foreignKeys,
+				"busy_timeout": &busyTimeout, "journal_mode": &journalMode,
+			} {
+				if err := connection.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(into); err != nil {
+					t.Fatalf("connection %d: PRAGMA %s: %v", i, pragma, err)
+				}
+			}
+			if synchronous != c.want || foreignKeys != 1 || busyTimeout != 5000 || journalMode != "wal" {
+				t.Errorf("Synchronous %q, connection %d: synchronous=%d foreign_keys=%d busy_timeout=%d journal_mode=%s",
+					c.option, i, synchronous, foreignKeys, busyTimeout, journalMode)
+			}
+		}
+		// Readers cannot write.
+		if _, err := connections[0].ExecContext(ctx, `DELETE FROM users`); err == nil {
+			t.Error("a reader connection could write")
+		}
+		for _, connection := range connections {
+			connection.Close()
+		}
+	}
+	if _, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "x.db"), Synchronous: "OFF"}); err == nil {
+		t.Error("Open accepted synchronous=OFF")
+	}
+}
+
+func TestOpenCreatesPrivateFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "runtime", "db")
+	MustOpen(t, Options{Path: filepath.Join(dir, "dce.db")})
+	for path, want := range map[string]os.FileMode{dir: 0o700 | os.ModeDir, filepath.Join(dir, "dce.db"): 0o600} {
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", path, info.Mode(), want)
+		}
+	}
+}
+
+// TestReopenAfterCloseUnderLoad: Close while appends stream in; after a
+// reopen the file holds exactly the messages whose Append returned nil, and
+// seq keeps increasing.
+func TestReopenAfterCloseUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "dce.db")
+	db, err := Open(ctx, Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann := storetest.MustCreateUser(t, db, "Ann")
+	var (
+		wait  sync.WaitGroup
+		mutex sync.Mutex
+		acked = map[int64]model.Message{}
+		first = make(chan struct{}, 1)
+	)
+	for w := range 64 {
+		wait.Go(func() {
+			for i := 0; ; i++ {
+				msg, _, err := db.Append(ctx, storetest.LobbyMessage(ann.ID, fmt.Sprint(w, "/", i), ""))
+				if errors.Is(err, store.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mutex.Lock()
+				acked[msg.ID] = msg
+				mutex.Unlock()
+				select {
+				case first <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
+	<-first
+	time.Sleep(20 * time.Millisecond)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wait.Wait()
+	if _, _, err := db.Append(ctx, storetest.LobbyMessage(ann.ID, "late", "")); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Append after Close: %v, want ErrClosed", err)
+	}
+
+	db = MustOpen(t, Options{Path: path})
+	stored, err := db.CountMessages(ctx)
+	if err != nil || stored != int64(len(acked)) {
+		t.Fatalf("%d messages stored, %d acknowledged (%v)", stored, len(acked), err)
+	}
+	var maxSeq int64
+	for since := int64(0); ; {
+		msgs, latest, more, err := db.Sync(ctx, ann.ID, since, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, msg := range msgs {
+			want, ok := acked[msg.ID]
+			want.From = ann.User
+			if !ok || msg != want {
+				t.Fatalf("stored %+v, acknowledged %+v", msg, want)
+			}
+			maxSeq = max(maxSeq, msg.Seq)
+		}
+		if since = latest; !more {
+			break
+		}
+	}
+	next := storetest.MustAppend(t, db, storetest.LobbyMessage(ann.ID, "after reopen", ""))
+	if next.Seq != maxSeq+1 {
+		t.Errorf("seq after reopen = %d, want %d", next.Seq, maxSeq+1)
+	}
+	if result, err := db.IntegrityCheck(ctx); err != nil || result != "ok" {
+		t.Errorf("IntegrityCheck = %q, %v", result, err)
+	}
+}
+
+func TestMigrationsRecordedOnce(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "dce.db")
+	list, err := migrations()
+	if err != nil || len(list) == 0 {
+		t.Fatalf("migrations: %v, %v", list, err)
+	}
+	for range 2 {
+		db, err := Open(ctx, Options{Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var count, latest int
+		if err := db.reader.QueryRowContext(ctx, `SELECT COUNT(*), MAX(version) FROM schema_version`).Scan(&count, &latest); err != nil {
+			t.Fatal(err)
+		}
+		if count != len(list) || latest != list[len(list)-1].version {
+			t.Errorf("schema_version: %d rows up to %d, want %d up to %d", count, latest, len(list), list[len(list)-1].version)
+		}
+		db.Close()
+	}
+}
+
+func TestSessionExpiryFollowsNow(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	var clock sync.Mutex
+	db := MustOpen(t, Options{Now: func() time.Time { clock.Lock(); defer clock.Unlock(); return now }})
+	ann := storetest.MustCreateUser(t, db, "Ann")
+	if !ann.Created.Equal(now) {
+		t.Errorf("Created = %v, want %v", ann.Created, now)
+	}
+	if err := db.SaveSession(ctx, "s", ann.ID, now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := db.LoadSession(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	clock.Lock()
+	now = now.Add(time.Minute) // expired exactly at expires
+	clock.Unlock()
+	if _, _, _, err := db.LoadSession(ctx, "s"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("LoadSession at expiry: %v, want ErrNotFound", err)
+	}
+	if removed, err := db.DeleteExpiredSessions(ctx); err != nil || removed != 1 {
+		t.Errorf("DeleteExpiredSessions = %d, %v", removed, err)
+	}
+}
+
+// holdWriter blocks the writer goroutine inside a write until the returned
+// release is called, so that the writes queued meanwhile form one batch.
+func holdWriter(t *testing.T, db *DB) (release func()) {
+	t.Helper()
+	entered, held := make(chan struct{}), make(chan struct{})
+	go db.write(context.Background(), func(*sql.Tx) error {
+		close(entered)
+		<-held
+		return nil
+	})
+	<-entered
+	return func() { close(held) }
+}
+
+// waitQueued waits until n writes are queued behind a held writer.
+func waitQueued(t *testing.T, db *DB, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); len(db.requests) < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes queued, want %d", len(db.requests), n)
+		}
+	}
+}
+
+// TestOneBatch: writes queued together commit together, a failing write is
+// undone alone, and a repeated cid inside the batch is a duplicate.
+func TestOneBatch(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpen(t, Options{})
+	ann := storetest.MustCreateUser(t, db, "Ann")
+	release := holdWriter(t, db)
+
+	type result struct {
+		msg       model.Message
+		duplicate bool
+		err       error
+	}
+	results := make([]result, 6)
+	var wait sync.WaitGroup
+	for i := range results {
+		wait.Go(func() {
+			m := storetest.LobbyMessage(ann.ID, fmt.Sprint("text ", i), fmt.Sprint("cid-", i%3))
+			results[i].msg, results[i].duplicate, results[i].err = db.Append(ctx, m)
+		})
+		waitQueued(t, db, i+1) // queue them in order
+	}
+	failure := errors.New("this write fails after changing a row")
+	wait.Go(func() {
+		err := db.write(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.Exec(`UPDATE users SET brief = 'half-done' WHERE id = ?`, ann.ID); err != nil {
+				return err
+			}
+			db.takeSeq()
+			return failure
+		})
+		if !errors.Is(err, failure) {
+			t.Errorf("the failing write returned %v", err)
+		}
+	})
+	waitQueued(t, db, len(results)+1)
+	release()
+	wait.Wait()
+
+	for i, r := range results {
+		original := results[i%3]
+		if r.err != nil || r.duplicate != (i >= 3) || r.msg != original.msg {
+			t.Errorf("append %d: %+v, want %+v, duplicate %v", i, r, original.msg, i >= 3)
+		}
+	}
+	for i := 1; i < 3; i++ {
+		if results[i].msg.Seq != results[i-1].msg.Seq+1 {
+			t.Errorf("seqs %d then %d: the duplicates or the failed write took seqs", results[i-1].msg.Seq, results[i].msg.Seq)
+		}
+	}
+	if account, err := db.UserByID(ctx, ann.ID); err != nil || account.Brief == "half-done" {
+		t.Errorf("the failed write's change survived: %+v, %v", account, err)
+	}
+	if count, err := db.CountMessages(ctx); err != nil || count != 3 {
+		t.Errorf("CountMessages = %d, %v; want 3", count, err)
+	}
+	if next := storetest.MustAppend(t, db, storetest.LobbyMessage(ann.ID, "next", "")); next.Seq != results[2].msg.Seq+1 {
+		t.Errorf("next seq %d, want %d", next.Seq, results[2].msg.Seq+1)
+	}
+}
+
+// TestFailedCommitAcknowledgesNothing: when COMMIT fails, every write in
+// the batch gets the error, nothing is stored, and the seqs are reused.
+func TestFailedCommitAcknowledgesNothing(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpen(t, Options{})
+	ann := storetest.MustCreateUser(t, db, "Ann")
+	before := storetest.MustAppend(t, db, storetest.LobbyMessage(ann.ID, "before", ""))
+	release := holdWriter(t, db)
+	errs := make([]error, 5)
+	var wait sync.WaitGroup
+	for i := range errs {
+		wait.Go(func() {
+			_, _, errs[i] = db.Append(ctx, storetest.LobbyMessage(ann.ID, "doomed", fmt.Sprint(i)))
+		})
+	}
+	waitQueued(t, db, len(errs))
+	wait.Go(func() {
+		// A deferred foreign key violation passes every statement and fails
+		// the COMMIT.
+		err := db.write(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.Exec(`PRAGMA defer_foreign_keys = ON`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(`INSERT INTO sessions (sid_hash, user_id, created, expires) VALUES ('x', 999999, 0, 0)`)
+			return err
+		})
+		if err == nil {
+			t.Error("the write that breaks the commit succeeded")
+		}
+	})
+	waitQueued(t, db, len(errs)+1)
+	release()
+	wait.Wait()
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("append %d was acknowledged though its commit failed", i)
+		}
+	}
+	if count, err := db.CountMessages(ctx); err != nil || count != 1 {
+		t.Errorf("CountMessages = %d, %v; want 1", count, err)
+	}
+	if next := storetest.MustAppend(t, db, storetest.LobbyMessage(ann.ID, "after", "")); next.Seq != before.Seq+1 {
+		t.Errorf("seq after the failed batch = %d, want %d", next.Seq, before.Seq+1)
+	}
+}
+
+// TestCancelledWaiter: a caller whose ctx ends gets ctx.Err(); a write
+// skipped because its ctx ended before its batch is not stored.
+func TestCancelledWaiter(t *testing.T) {
+	db := MustOpen(t, Options{})
+	ann := storetest.MustCreateUser(t, db, "Ann")
+	release := holdWriter(t, db)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		_, _, err := db.Append(ctx, storetest.LobbyMessage(ann.ID, "abandoned", ""))
+		done <- err
+	}()
+	waitQueued(t, db, 1)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Append = %v, want context.Canceled", err)
+	}
+	release()
+	storetest.MustAppend(t, db, storetest.LobbyMessage(ann.ID, "kept", ""))
+	msgs, _, err := db.Load(context.Background(), model.LobbyKey, 0, 0, 0)
+	if err != nil || len(msgs) != 1 || msgs[0].Text != "kept" {
+		t.Errorf("Load = %+v, %v; want only the kept message", msgs, err)
+	}
+	if _, _, err := db.Append(ctx, storetest.LobbyMessage(ann.ID, "x", "")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Append with a cancelled ctx = %v", err)
+	}
+}
+
+// TestQueryPlans guards the indexes the hot queries rely on.
+func TestQueryPlans(t *testing.T) {
+	db := MustOpen(t, Options{})
+	for name, c := range map[string]struct {
+		query     string
+		arguments []any
+		want      string
+	}{
+		"load":    {loadNewestSQL, []any{"room:lobby", 100, 0, 10}, "messages_conv"},
+		"sync":    {syncSQL, []any{0, 1, 10}, "sqlite_autoindex_messages_1"}, // UNIQUE(seq)
+		"by cid":  {messageByCIDSQL, []any{1, "c"}, "messages_sender_cid"},
+		"from":    {conversationsSQL, []any{1}, "messages_direct_from"},
+		"to":      {conversationsSQL, []any{1}, "messages_direct_to"},
+		"unread":  {conversationsSQL, []any{1}, "COVERING INDEX messages_conv"},
+		"lastSeq": {lastSeqSQL, nil, "sqlite_autoindex_messages_1"},
+	} {
+		rows, err := db.reader.Query("EXPLAIN QUERY PLAN "+c.query, c.arguments...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		if !slices.ContainsFunc(plan, func(line string) bool { return strings.Contains(line, c.want) }) {
+			t.Errorf("%s: plan %q does not use %s", name, plan, c.want)
+		}
+	}
+}

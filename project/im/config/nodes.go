@@ -1,0 +1,39 @@
+// Package config is the chat's node table: Dce's nodes.php in typed Go. One
+// row per node of PROTOCOL.md section 5; `dce help` prints exactly this.
+package config
+
+import (
+	"slices"
+
+	"dce/app/node"
+	"dce/project/im/controller"
+)
+
+// Nodes is the chat's node table, wired to its controllers.
+func Nodes(im *controller.ImService, admin *controller.Admin) []node.Node {
+	return slices.Concat(
+		[]node.Node{
+			{Path: "ping", Name: "Ping: the server's time", Methods: node.Net, Auth: node.Public, Do: im.Ping},
+			{Path: "im/login", Name: "Log in (an unknown nickname registers)", Methods: node.Net, Auth: node.Public, Do: im.Login},
+			{Path: "im/resume", Name: "Resume a session by sid", Methods: node.WebSocket | node.TCP | node.UDP, Auth: node.Public, Do: im.Resume},
+			{Path: "im/signer", Name: "Who this connection is", Methods: node.Net, Auth: node.Public, Do: im.Signer},
+		},
+		node.Group(node.Node{Path: "im", Methods: node.Net, Auth: node.User},
+			node.Node{Path: "logout", Name: "Log out everywhere this session is", Do: im.Logout},
+			node.Node{Path: "users", Name: "Who is online", Do: im.Users},
+			node.Node{Path: "send", Name: "Send a message (replied after it is stored)", Do: im.Send},
+			node.Node{Path: "load", Name: "Page through a conversation", Do: im.Load},
+			node.Node{Path: "sync", Name: "Every change after a sequence number", Do: im.Sync},
+			node.Node{Path: "conversations", Name: "My conversations with unread counts", Do: im.Conversations},
+			node.Node{Path: "read", Name: "Mark a conversation read", Do: im.Read},
+			node.Node{Path: "typing", Name: "Tell the others I am typing", Do: im.Typing},
+			node.Node{Path: "profile", Name: "Change my brief", Do: im.Profile},
+		),
+		node.Group(node.Node{Path: "admin", Methods: node.Net, Auth: node.Admin},
+			node.Node{Path: "stats", Name: "Server counters", Do: admin.Stats},
+		),
+		[]node.Node{
+			{Path: "user/admin", Name: "Grant the admin role: dce user admin NICKNAME", Methods: node.CLI, Auth: node.Public, Do: admin.GrantAdmin},
+		},
+	)
+}

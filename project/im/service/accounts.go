@@ -1,0 +1,279 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"time"
+	"unicode/utf8"
+
+	"dce/app/hub"
+	"dce/app/node"
+	"dce/app/session"
+	"dce/common/model"
+	"dce/common/store"
+)
+
+func numCPU() int { return runtime.NumCPU() }
+
+// LoginResult is im/login's result.
+type LoginResult struct {
+	User       model.User `json:"user"`
+	SID        string     `json:"sid"`
+	Registered bool       `json:"registered"`
+}
+
+// Login logs peer in as nickname, registering the nickname if nobody has it.
+// Failed logins are throttled per nickname and address, per address, and per
+// nickname (PROTOCOL.md section 4), checked before any hashing.
+func (s *Service) Login(ctx context.Context, peer node.Peer, nickname, password, brief string) (LoginResult, error) {
+	lim := s.Limits()
+	nick, err := model.NormalizeNickname(nickname, lim.NicknameMax)
+	if err != nil {
+		return LoginResult{}, node.Errorf(node.CodeBadRequest, "nickname: %v", err)
+	}
+	if n := utf8.RuneCountInString(password); !utf8.ValidString(password) || n < lim.PasswordMin || n > lim.PasswordMax {
+		return LoginResult{}, node.Errorf(node.CodeBadRequest, "password must be %d-%d characters", lim.PasswordMin, lim.PasswordMax)
+	}
+	if err := model.CheckText(brief, lim.BriefMax); err != nil {
+		return LoginResult{}, node.Errorf(node.CodeBadRequest, "brief: %v", err)
+	}
+	now := s.Now()
+	fold := model.FoldNickname(nick)
+	ip := peer.RemoteIP()
+	keys := [...]struct {
+		key   string
+		limit int
+	}{
+		{"na|" + fold + "|" + ip, lim.FailedLoginsPerNickAddr},
+		{"a|" + ip, lim.FailedLoginsPerAddress},
+		{"n|" + fold, lim.FailedLoginsPerNickname},
+	}
+	for _, k := range keys {
+		if wait, blocked := s.failures.blocked(k.key, k.limit, now); blocked {
+			return LoginResult{}, node.RateLimited(wait, "too many failed logins; try again later")
+		}
+	}
+
+	acct, err := s.Store.UserByNickname(ctx, nick)
+	registered := false
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		acct, err = s.register(ctx, nick, password, brief, ip, now)
+		if errors.Is(err, store.ErrConflict) { // someone registered it a moment ago: log in instead
+			acct, err = s.Store.UserByNickname(ctx, nick)
+			if err == nil {
+				err = s.checkPassword(ctx, acct, password, keys[:], now)
+			}
+		} else {
+			registered = err == nil
+		}
+	case err == nil:
+		err = s.checkPassword(ctx, acct, password, keys[:], now)
+	}
+	if err != nil {
+		return LoginResult{}, hashError(err)
+	}
+	if acct.Banned(now) {
+		return LoginResult{}, node.Errorf(node.CodeForbidden, "banned until %s", acct.BannedUntil.UTC().Format(time.RFC3339))
+	}
+	s.failures.reset(keys[0].key)
+	sess, err := s.Sessions.Create(ctx, acct.ID)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	if err := s.attach(peer, sess); err != nil {
+		return LoginResult{}, err
+	}
+	return LoginResult{User: acct.User, SID: sess.SID, Registered: registered}, nil
+}
+
+func (s *Service) register(ctx context.Context, nick, password, brief, ip string, now time.Time) (model.Account, error) {
+	lim := s.Limits()
+	key := "r|" + ip
+	if wait, blocked := s.signups.blocked(key, lim.RegistrationsPerHour, now); blocked {
+		return model.Account{}, node.RateLimited(wait, "too many new accounts from this address; try again later")
+	}
+	hash, err := s.hasher.Hash(ctx, password)
+	if err != nil {
+		return model.Account{}, err
+	}
+	acct, err := s.Store.CreateUser(ctx, nick, hash, brief)
+	if err == nil {
+		s.signups.add(key, lim.RegistrationsPerHour, now)
+	}
+	return acct, err
+}
+
+type throttleKey = struct {
+	key   string
+	limit int
+}
+
+func (s *Service) checkPassword(ctx context.Context, acct model.Account, password string, keys []throttleKey, now time.Time) error {
+	ok, stale, err := s.hasher.Verify(ctx, acct.PasswordHash, password)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		for _, k := range keys {
+			s.failures.add(k.key, max(k.limit, 1), now)
+		}
+		return node.Errorf(node.CodeAuthFailed, "wrong password for this nickname")
+	}
+	if stale {
+		if hash, err := s.hasher.Hash(ctx, password); err == nil {
+			if err := s.Store.SetPasswordHash(ctx, acct.ID, hash); err != nil {
+				s.Log.Warn("password rehash not stored", "user", acct.ID, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// hashError turns a busy hasher into rate_limited.
+func hashError(err error) error {
+	if errors.Is(err, ErrBusy) {
+		return node.RateLimited(500*time.Millisecond, "the server is busy logging others in; try again shortly")
+	}
+	return err
+}
+
+// attach puts peer on sess, mapping the per-user cap to its error.
+func (s *Service) attach(peer node.Peer, sess *model.Session) error {
+	err := peer.SetSession(sess)
+	if errors.Is(err, hub.ErrTooManyForUser) {
+		return node.Errorf(node.CodeForbidden, "%v (the limit is %d)", err, s.Limits().ConnectionsPerUser)
+	}
+	return err
+}
+
+// Resume attaches peer to the live session sid (im/resume, ?sid=, the
+// cookie, a Bearer token).
+func (s *Service) Resume(ctx context.Context, peer node.Peer, sid string) (model.User, error) {
+	sess, err := s.Sessions.Get(ctx, sid)
+	if errors.Is(err, session.ErrNoSession) {
+		return model.User{}, &node.Error{Code: node.CodeUnauthorized, Message: "no such session; log in again"}
+	}
+	if err != nil {
+		return model.User{}, err
+	}
+	acct, err := s.account(ctx, sess.UserID)
+	if err != nil {
+		return model.User{}, err
+	}
+	if acct.Banned(s.Now()) {
+		return model.User{}, node.Errorf(node.CodeForbidden, "banned until %s", acct.BannedUntil.UTC().Format(time.RFC3339))
+	}
+	if err := s.attach(peer, sess); err != nil {
+		return model.User{}, err
+	}
+	return acct.User, nil
+}
+
+// Signer is who peer is logged in as, or nil.
+func (s *Service) Signer(ctx context.Context, peer node.Peer) (*model.User, error) {
+	sess := peer.Session()
+	if sess == nil || !s.Now().Before(sess.Expires) {
+		return nil, nil
+	}
+	acct, err := s.account(ctx, sess.UserID)
+	if err != nil {
+		return nil, err
+	}
+	return &acct.User, nil
+}
+
+// Logout ends peer's session on every connection that holds it.
+func (s *Service) Logout(ctx context.Context, peer node.Peer) error {
+	sess := peer.Session()
+	if sess == nil {
+		return node.ErrUnauthorized
+	}
+	if err := s.Sessions.Delete(ctx, sess.SID); err != nil {
+		return err
+	}
+	s.Hub.EndSession(sess.UserID, sess.SID)
+	return peer.SetSession(nil)
+}
+
+// Disconnected is told when a logged-in connection has closed; with
+// logout_on_close the session ends with it, as in the original Dce sample.
+func (s *Service) Disconnected(ctx context.Context, sess *model.Session, logoutOnClose bool) {
+	if !logoutOnClose || sess == nil {
+		return
+	}
+	if err := s.Sessions.Delete(ctx, sess.SID); err != nil {
+		s.Log.Warn("logout on close", "user", sess.UserID, "err", err)
+	}
+	s.Hub.EndSession(sess.UserID, sess.SID)
+}
+
+// IsAdmin tells whether user is an admin now.
+func (s *Service) IsAdmin(ctx context.Context, user int64) (bool, error) {
+	acct, err := s.Store.UserByID(ctx, user)
+	if err != nil {
+		return false, err
+	}
+	return acct.Admin, nil
+}
+
+// GrantAdmin makes nickname an admin (`dce user admin NICKNAME`).
+func (s *Service) GrantAdmin(ctx context.Context, nickname string) (model.User, error) {
+	acct, err := s.Store.UserByNickname(ctx, nickname)
+	if errors.Is(err, store.ErrNotFound) {
+		return model.User{}, node.Errorf(node.CodeNotFound, "no user %q", nickname)
+	}
+	if err != nil {
+		return model.User{}, err
+	}
+	if err := s.Store.SetAdmin(ctx, acct.ID, true); err != nil {
+		return model.User{}, err
+	}
+	s.forget(acct.ID)
+	acct.Admin = true
+	return acct.User, nil
+}
+
+// Profile changes the caller's brief (and avatar, once uploads exist) and
+// tells everyone online.
+func (s *Service) Profile(ctx context.Context, user int64, brief, avatar *string) (model.User, error) {
+	acct, err := s.account(ctx, user)
+	if err != nil {
+		return model.User{}, err
+	}
+	newBrief, newAvatar := acct.Brief, acct.Avatar
+	if brief != nil {
+		if err := model.CheckText(*brief, s.Limits().BriefMax); err != nil {
+			return model.User{}, node.Errorf(node.CodeBadRequest, "brief: %v", err)
+		}
+		newBrief = *brief
+	}
+	if avatar != nil && *avatar != acct.Avatar {
+		if err := checkAvatar(*avatar); err != nil {
+			return model.User{}, err
+		}
+		newAvatar = *avatar
+	}
+	u, err := s.Store.UpdateProfile(ctx, user, newBrief, newAvatar)
+	if err != nil {
+		return model.User{}, err
+	}
+	s.forget(user)
+	s.Bus.Broadcast(push("im/user", struct {
+		User model.User `json:"user"`
+	}{u}), 0, 0)
+	return u, nil
+}
+
+// checkAvatar accepts only /files/ID of an image the user uploaded; until
+// uploads exist there is no such file, and anything else is malformed.
+func checkAvatar(avatar string) error {
+	if avatar == "" {
+		return nil
+	}
+	if len(avatar) > len("/files/") && avatar[:len("/files/")] == "/files/" {
+		return node.Errorf(node.CodeNotFound, "no such file: %s", avatar)
+	}
+	return node.Errorf(node.CodeBadRequest, "avatar must be /files/ID of an image you uploaded")
+}

@@ -1,0 +1,270 @@
+package service
+
+import (
+	"context"
+	"errors"
+
+	"dce/app/node"
+	"dce/common/model"
+	"dce/common/store"
+)
+
+// SendRequest is im/send's body.
+type SendRequest struct {
+	To   string `json:"to"`
+	Text string `json:"text"`
+	Kind string `json:"kind"`
+	File string `json:"file"`
+	CID  string `json:"cid"`
+}
+
+// SendResult is im/send's result.
+type SendResult struct {
+	ID   int64  `json:"id"`
+	TS   int64  `json:"ts"`
+	CID  string `json:"cid"`
+	Conv string `json:"conv"`
+}
+
+const maxCID = 64
+
+// Send stores a message durably, then pushes it to every reader's
+// connections (the sender's other connections included; conn, the one it
+// came on, gets the reply instead). A cid already used by this sender
+// returns the first message's result and delivers nothing again.
+func (s *Service) Send(ctx context.Context, conn uint64, user int64, req SendRequest) (SendResult, error) {
+	lim := s.Limits()
+	to, err := model.ParseAddress(req.To)
+	if err != nil {
+		return SendResult{}, node.Errorf(node.CodeBadRequest, "to: %v", err)
+	}
+	if req.Kind != "" && req.Kind != model.KindText {
+		return SendResult{}, node.Errorf(node.CodeBadRequest, "kind: only text messages are accepted by this server")
+	}
+	if req.File != "" {
+		return SendResult{}, node.Errorf(node.CodeBadRequest, "file: attachments are not accepted by this server")
+	}
+	if err := model.CheckText(req.Text, lim.TextMax); errors.Is(err, model.ErrTooLong) {
+		return SendResult{}, node.Errorf(node.CodeTooLarge, "text is over %d characters", lim.TextMax)
+	} else if err != nil {
+		return SendResult{}, node.Errorf(node.CodeBadRequest, "text: %v", err)
+	}
+	if req.Text == "" {
+		return SendResult{}, node.Errorf(node.CodeBadRequest, "text is empty")
+	}
+	if err := checkCID(req.CID); err != nil {
+		return SendResult{}, err
+	}
+	now := s.Now()
+	sender, err := s.account(ctx, user)
+	if err != nil {
+		return SendResult{}, err
+	}
+	if sender.Banned(now) || sender.Muted(now) {
+		return SendResult{}, node.Errorf(node.CodeForbidden, "you may not send messages now")
+	}
+	var toUser int64
+	switch to.Kind {
+	case model.AddrUser:
+		if _, err := s.account(ctx, to.ID); errors.Is(err, store.ErrNotFound) {
+			return SendResult{}, node.Errorf(node.CodeNotFound, "no such user: %s", req.To)
+		} else if err != nil {
+			return SendResult{}, err
+		}
+		toUser = to.ID
+	case model.AddrGroup:
+		return SendResult{}, node.Errorf(node.CodeNotFound, "no such group: %s", req.To)
+	}
+	if wait, ok := s.sends.allow(user, now); !ok {
+		return SendResult{}, node.RateLimited(wait, "sending too fast")
+	}
+	msg, duplicate, err := s.Store.Append(ctx, model.NewMessage{Key: to.Key(user), Sender: user, To: to.String(),
+		ToUser: toUser, Kind: model.KindText, Text: req.Text, CID: req.CID, TS: now.UnixMilli()})
+	if err != nil {
+		return SendResult{}, err
+	}
+	msg.From = sender.User
+	if !duplicate {
+		s.sent.Add(1)
+		s.publish(msg, conn)
+	}
+	return SendResult{ID: msg.ID, TS: msg.TS, CID: msg.CID, Conv: msg.Key.ViewFor(user)}, nil
+}
+
+func checkCID(cid string) error {
+	if len(cid) > maxCID {
+		return node.Errorf(node.CodeBadRequest, "cid is over %d characters", maxCID)
+	}
+	for i := 0; i < len(cid); i++ {
+		if cid[i] < 0x21 || cid[i] > 0x7e {
+			return node.Errorf(node.CodeBadRequest, "cid must be printable ASCII without spaces")
+		}
+	}
+	return nil
+}
+
+// publish pushes a stored message: one encoding per view (a private message
+// has two, as conv names the other party), the same bytes to every reader.
+func (s *Service) publish(msg model.Message, exceptConn uint64) {
+	switch {
+	case msg.ToUser == 0: // the lobby
+		msg.Conv = string(msg.Key)
+		s.Bus.Broadcast(push("im/message", msg), exceptConn, 0)
+	case msg.ToUser == msg.From.ID: // a note to oneself
+		msg.Conv = msg.Key.ViewFor(msg.From.ID)
+		s.Bus.Deliver([]int64{msg.From.ID}, push("im/message", msg), exceptConn)
+	default:
+		msg.Conv = msg.Key.ViewFor(msg.From.ID)
+		s.Bus.Deliver([]int64{msg.From.ID}, push("im/message", msg), exceptConn)
+		msg.Conv = msg.Key.ViewFor(msg.ToUser)
+		s.Bus.Deliver([]int64{msg.ToUser}, push("im/message", msg), 0)
+	}
+}
+
+// convKey checks that user may read the conversation `with` names and
+// returns its key.
+func (s *Service) convKey(ctx context.Context, user int64, with string) (model.ConvKey, error) {
+	addr, err := model.ParseAddress(with)
+	if err != nil {
+		return "", node.Errorf(node.CodeBadRequest, "with: %v", err)
+	}
+	switch addr.Kind {
+	case model.AddrUser:
+		if _, err := s.account(ctx, addr.ID); errors.Is(err, store.ErrNotFound) {
+			return "", node.Errorf(node.CodeNotFound, "no such user: %s", with)
+		} else if err != nil {
+			return "", err
+		}
+	case model.AddrGroup:
+		return "", node.Errorf(node.CodeNotFound, "no such group: %s", with)
+	}
+	return addr.Key(user), nil
+}
+
+// LoadResult is im/load's result.
+type LoadResult struct {
+	Messages []model.Message `json:"messages"`
+	More     bool            `json:"more"`
+}
+
+// Load pages through one conversation's history.
+func (s *Service) Load(ctx context.Context, user int64, with string, before, after int64, limit int) (LoadResult, error) {
+	if before < 0 || after < 0 || limit < 0 {
+		return LoadResult{}, node.Errorf(node.CodeBadRequest, "before, after and limit must not be negative")
+	}
+	if before > 0 && after > 0 {
+		return LoadResult{}, node.Errorf(node.CodeBadRequest, "give before or after, not both")
+	}
+	key, err := s.convKey(ctx, user, with)
+	if err != nil {
+		return LoadResult{}, err
+	}
+	limit = clamp(limit, 50, 100)
+	msgs, more, err := s.Store.Load(ctx, key, before, after, limit)
+	if err != nil {
+		return LoadResult{}, err
+	}
+	viewFor(msgs, user)
+	return LoadResult{Messages: msgs, More: more}, nil
+}
+
+// SyncResult is im/sync's result.
+type SyncResult struct {
+	Messages []model.Message `json:"messages"`
+	Seq      int64           `json:"seq"`
+	More     bool            `json:"more"`
+}
+
+// Sync returns every change the user may read after seq since.
+func (s *Service) Sync(ctx context.Context, user, since int64, limit int) (SyncResult, error) {
+	if since < 0 || limit < 0 {
+		return SyncResult{}, node.Errorf(node.CodeBadRequest, "since and limit must not be negative")
+	}
+	msgs, latest, more, err := s.Store.Sync(ctx, user, since, clamp(limit, 500, 1000))
+	if err != nil {
+		return SyncResult{}, err
+	}
+	viewFor(msgs, user)
+	return SyncResult{Messages: msgs, Seq: latest, More: more}, nil
+}
+
+// Conversations lists the user's conversations, newest first.
+func (s *Service) Conversations(ctx context.Context, user int64) ([]model.Conversation, error) {
+	convs, err := s.Store.Conversations(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	for i := range convs {
+		convs[i].Conv = convs[i].Last.Key.ViewFor(user)
+		convs[i].Last.Conv = convs[i].Conv
+	}
+	return convs, nil
+}
+
+// Read marks a conversation read up to id and tells its other reader.
+func (s *Service) Read(ctx context.Context, user int64, with string, id int64) error {
+	if id <= 0 {
+		return node.Errorf(node.CodeBadRequest, "id must be a message id")
+	}
+	key, err := s.convKey(ctx, user, with)
+	if err != nil {
+		return err
+	}
+	if err := s.Store.MarkRead(ctx, user, key, id); err != nil {
+		return err
+	}
+	// Read marks go to the other party of a private conversation; in the
+	// lobby they would be noise to everyone.
+	if addr, _ := model.ParseAddress(with); addr.Kind == model.AddrUser && addr.ID != user {
+		s.Bus.Deliver([]int64{addr.ID}, push("im/read", struct {
+			Conv string `json:"conv"`
+			User int64  `json:"user"`
+			ID   int64  `json:"id"`
+		}{key.ViewFor(addr.ID), user, id}), 0)
+	}
+	return nil
+}
+
+// Typing tells the conversation's other readers that user is typing. Over
+// the typing rate it is dropped without an error.
+func (s *Service) Typing(ctx context.Context, user int64, to string) error {
+	addr, err := model.ParseAddress(to)
+	if err != nil {
+		return node.Errorf(node.CodeBadRequest, "to: %v", err)
+	}
+	if addr.Kind == model.AddrGroup {
+		return node.Errorf(node.CodeNotFound, "no such group: %s", to)
+	}
+	if _, ok := s.typing.allow(user, s.Now()); !ok {
+		return nil
+	}
+	acct, err := s.account(ctx, user)
+	if err != nil {
+		return err
+	}
+	type typing struct {
+		From model.User `json:"from"`
+		Conv string     `json:"conv"`
+	}
+	if addr.Kind == model.AddrRoom {
+		s.Bus.Broadcast(push("im/typing", typing{acct.User, model.Lobby}), 0, user)
+		return nil
+	}
+	if addr.ID != user {
+		s.Bus.Deliver([]int64{addr.ID}, push("im/typing", typing{acct.User, addr.Key(user).ViewFor(addr.ID)}), 0)
+	}
+	return nil
+}
+
+func viewFor(msgs []model.Message, user int64) {
+	for i := range msgs {
+		msgs[i].Conv = msgs[i].Key.ViewFor(user)
+	}
+}
+
+func clamp(v, def, most int) int {
+	if v == 0 {
+		return def
+	}
+	return min(v, most)
+}

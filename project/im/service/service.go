@@ -1,0 +1,187 @@
+// Package service is the chat's logic: accounts, conversations, history,
+// presence. It knows no transport: controllers hand it a node.Peer and
+// plain values, and it pushes pre-encoded frames through the Bus.
+package service
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"dce/app/hub"
+	"dce/app/session"
+	"dce/app/wire"
+	"dce/common/config"
+	"dce/common/model"
+
+	"github.com/go-json-experiment/json"
+)
+
+// Store is what the chat needs from the durable store.
+type Store interface {
+	CreateUser(ctx context.Context, nickname, passwordHash, brief string) (model.Account, error)
+	UserByNickname(ctx context.Context, nickname string) (model.Account, error)
+	UserByID(ctx context.Context, id int64) (model.Account, error)
+	UsersByID(ctx context.Context, ids []int64) (map[int64]model.User, error)
+	SetPasswordHash(ctx context.Context, id int64, hash string) error
+	UpdateProfile(ctx context.Context, id int64, brief, avatar string) (model.User, error)
+	SetAdmin(ctx context.Context, id int64, admin bool) error
+	CountUsers(ctx context.Context) (int64, error)
+
+	Append(ctx context.Context, m model.NewMessage) (model.Message, bool, error)
+	Load(ctx context.Context, key model.ConvKey, before, after int64, limit int) ([]model.Message, bool, error)
+	Sync(ctx context.Context, userID, since int64, limit int) ([]model.Message, int64, bool, error)
+	Conversations(ctx context.Context, userID int64) ([]model.Conversation, error)
+	MarkRead(ctx context.Context, userID int64, key model.ConvKey, id int64) error
+	CountMessages(ctx context.Context) (int64, error)
+}
+
+// Bus fans pre-encoded frames out to users' connections, on this node and
+// (with a multi-node bus) on the others.
+type Bus interface {
+	Deliver(users []int64, frame []byte, exceptConn uint64)
+	Broadcast(frame []byte, exceptConn uint64, exceptUser int64)
+}
+
+// Hub is what the chat asks of the live connections.
+type Hub interface {
+	Online() []hub.Online
+	Places(user int64) (int, bool)
+	EndSession(user int64, sid string)
+	Kick(user int64, frame []byte, code int, reason string) int
+	Stats() hub.Stats
+}
+
+// Deps are the service's dependencies.
+type Deps struct {
+	Store    Store
+	Sessions *session.Cache
+	Bus      Bus
+	Hub      Hub
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// Service is the chat.
+type Service struct {
+	Deps
+	limits   atomic.Pointer[config.Limits]
+	hasher   *Hasher
+	failures *windowLimiter // failed logins
+	signups  *windowLimiter // registrations per address
+	sends    *userLimiter
+	typing   *userLimiter
+	users    sync.Map // int64 -> model.Account: the accounts of recent senders
+	sent     atomic.Uint64
+	stop     chan struct{}
+	stopOnce sync.Once
+	started  time.Time
+}
+
+// New makes the service and starts its janitor (Close stops it).
+func New(d Deps, cfg config.Config) *Service {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	slots := cfg.Auth.HashSlots
+	if slots <= 0 {
+		slots = numCPU()
+	}
+	s := &Service{
+		Deps: d,
+		hasher: NewHasher(ArgonParams{MemoryKiB: uint32(cfg.Auth.ArgonMemoryKiB), Time: uint32(cfg.Auth.ArgonTime),
+			Threads: uint8(max(1, cfg.Auth.ArgonThreads))}, slots, cfg.Auth.HashWait.Duration),
+		failures: newWindowLimiter(time.Duration(cfg.Limits.FailedLoginWindowSeconds) * time.Second),
+		signups:  newWindowLimiter(time.Hour),
+		sends:    newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
+		typing:   newUserLimiter(cfg.Limits.TypingPerSecond, cfg.Limits.TypingPerSecond),
+		stop:     make(chan struct{}),
+		started:  d.Now(),
+	}
+	limits := cfg.Limits
+	s.limits.Store(&limits)
+	if cfg.Auth.ArgonMemoryKiB < 19456 || cfg.Auth.ArgonTime < 2 {
+		s.Log.Warn("argon2id parameters are below the OWASP minimum (m=19456 KiB, t=2)",
+			"m", cfg.Auth.ArgonMemoryKiB, "t", cfg.Auth.ArgonTime)
+	}
+	go s.janitor()
+	return s
+}
+
+// Limits are the limits in force now.
+func (s *Service) Limits() *config.Limits { return s.limits.Load() }
+
+// Reload applies new limits.
+func (s *Service) Reload(l config.Limits) {
+	s.limits.Store(&l)
+	s.sends.setRate(l.MessagesPerSecond, l.MessageBurst)
+	s.typing.setRate(l.TypingPerSecond, l.TypingPerSecond)
+}
+
+// Close stops the janitor.
+func (s *Service) Close() { s.stopOnce.Do(func() { close(s.stop) }) }
+
+func (s *Service) janitor() {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			now := s.Now()
+			s.failures.sweep(now)
+			s.signups.sweep(now)
+			s.sends.sweep(now)
+			s.typing.sweep(now)
+		}
+	}
+}
+
+// account returns a user's account, cached: sends check bans and mutes on
+// every message, and the store need not be asked each time.
+func (s *Service) account(ctx context.Context, id int64) (model.Account, error) {
+	if a, ok := s.users.Load(id); ok {
+		return a.(model.Account), nil
+	}
+	a, err := s.Store.UserByID(ctx, id)
+	if err != nil {
+		return a, err
+	}
+	s.users.Store(id, a)
+	return a, nil
+}
+
+// forget drops a cached account after it changed.
+func (s *Service) forget(id int64) { s.users.Delete(id) }
+
+// push encodes body once and returns the push frame PATH;BODY.
+func push(path string, body any) []byte {
+	b, err := json.Marshal(body)
+	if err != nil {
+		panic("service: push body does not encode: " + err.Error()) // our own types always encode
+	}
+	return wire.AppendFrame(make([]byte, 0, len(path)+1+len(b)), path, "", b)
+}
+
+// Stats is what admin/stats and `dce websocket status` report.
+type Stats struct {
+	Connections int    `json:"connections"`
+	Online      int    `json:"online"`
+	Messages    int64  `json:"messages"`
+	Sent        uint64 `json:"sent"`
+	UptimeS     int64  `json:"uptime_s"`
+}
+
+// Stats reads the counters.
+func (s *Service) Stats(ctx context.Context) (Stats, error) {
+	hs := s.Hub.Stats()
+	n, err := s.Store.CountMessages(ctx)
+	return Stats{Connections: hs.Connections, Online: hs.Online, Messages: n, Sent: s.sent.Load(),
+		UptimeS: int64(s.Now().Sub(s.started).Seconds())}, err
+}
