@@ -48,6 +48,9 @@ type Options struct {
 	LogOutput io.Writer
 	// Reload re-reads the configuration for `dce websocket reload`.
 	Reload func() (config.Config, error)
+	// ExtraNodes are added to the node table (tests add nodes that panic
+	// or block, to prove containment).
+	ExtraNodes []node.Node
 }
 
 // Server is a running server.
@@ -154,7 +157,7 @@ func (s *Server) wire() {
 	})
 	chat = service.New(service.Deps{Store: s.Store, Sessions: s.Sessions, Bus: bus.Local{Hub: s.Hub}, Hub: s.Hub, Log: s.Log}, cfg)
 	s.Chat = chat
-	s.Router = node.NewRouter(NodeTable(chat, s), node.RouterOptions{IsAdmin: chat.IsAdmin, Log: s.Log,
+	s.Router = node.NewRouter(append(NodeTable(chat, s), s.opts.ExtraNodes...), node.RouterOptions{IsAdmin: chat.IsAdmin, Log: s.Log,
 		MaxFrame: cfg.Limits.MaxFrameBytes})
 	s.live.Store(liveSettings(cfg))
 	topts := &transport.Options{Router: s.Router, Hub: s.Hub, Sessions: sessionsAdapter{chat, s.Sessions}, Live: &s.live,

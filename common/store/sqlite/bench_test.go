@@ -67,4 +67,5 @@ func benchmarkAppend(b *testing.B, writers int, synchronous string) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(float64(DebugRequests.Load())/float64(DebugBatches.Load()), "batch")
 }

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync/atomic"
 
 	"dce/common/store"
 )
@@ -91,6 +93,7 @@ func (db *DB) runWriter() {
 			return
 		}
 		batch = append(batch[:0], first)
+		yielded := false
 	gather:
 		for len(batch) < db.maxBatch {
 			select {
@@ -100,10 +103,17 @@ func (db *DB) runWriter() {
 				}
 				batch = append(batch, request)
 			default:
-				break gather
+				if yielded {
+					break gather
+				}
+				// Let the writers just answered queue their next write,
+				// so that it joins this commit rather than the next.
+				runtime.Gosched()
+				yielded = true
 			}
 		}
 		db.commit(batch)
+		DebugBatches.Add(1); DebugRequests.Add(int64(len(batch)))
 		clear(batch) // let the finished requests be collected
 	}
 }
@@ -190,3 +200,5 @@ func (db *DB) runInSavepoint(tx *sql.Tx, request *writeRequest) error {
 	}
 	return nil
 }
+
+var DebugBatches, DebugRequests atomic.Int64
