@@ -226,15 +226,17 @@ func (k *Kernel) Help(ctx *node.Context) (any, error) {
 // PrintTable writes the node table: every node, the transports it serves,
 // who may call it, and its name.
 func PrintTable(w io.Writer, rows []node.Node) {
-	slices.SortFunc(rows, func(a, b node.Node) int { return strings.Compare(a.Path, b.Path) })
+	shown := func(n node.Node) string {
+		if n.Methods == node.CLI {
+			return "dce " + strings.ReplaceAll(n.Path, "/", " ")
+		}
+		return n.Path
+	}
+	slices.SortFunc(rows, func(a, b node.Node) int { return strings.Compare(shown(a), shown(b)) })
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "PATH\tMETHODS\tAUTH\tNAME")
 	for _, n := range rows {
-		path := n.Path
-		if n.Methods == node.CLI {
-			path = "dce " + strings.ReplaceAll(n.Path, "/", " ")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", path, n.Methods, n.Auth, n.Name)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", shown(n), n.Methods, n.Auth, n.Name)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nFrames: PATH[:ID][;JSON] over WebSocket (ws://HOST:20461/ws), TCP lines (20462), UDP datagrams (20463);")
