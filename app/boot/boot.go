@@ -126,6 +126,8 @@ func (s *Server) listen() error {
 	if s.tcpLn, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(s.cfg.Server.TCPPort))); err != nil {
 		return portError("TCP", s.cfg.Server.TCPPort, err)
 	}
+	s.httpLn = transport.SendBufferListener(s.httpLn, s.cfg.Transport.SendBufferBytes)
+	s.tcpLn = transport.SendBufferListener(s.tcpLn, s.cfg.Transport.SendBufferBytes)
 	addr, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, strconv.Itoa(s.cfg.Server.UDPPort)))
 	if err != nil {
 		return err
@@ -163,6 +165,7 @@ func (s *Server) wire() {
 	topts := &transport.Options{Router: s.Router, Hub: s.Hub, Sessions: sessionsAdapter{chat, s.Sessions}, Live: &s.live,
 		Log: s.Log, PingInterval: cfg.Transport.PingInterval.Duration, PongWait: cfg.Transport.PongWait.Duration,
 		WriteTimeout: cfg.Transport.WriteTimeout.Duration, TCPIdleTimeout: cfg.Transport.TCPIdleTimeout.Duration,
+		FrameTimeout:   cfg.Transport.FrameTimeout.Duration,
 		UDPPeerTimeout: cfg.Transport.UDPPeerTimeout.Duration, UDPPeers: cfg.Limits.UDPPeers,
 		Secure: cfg.Server.Secure, TrustedProxies: cfg.Server.TrustedProxies}
 	ui := controller.NewImUi(Version)

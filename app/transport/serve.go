@@ -43,6 +43,7 @@ type Options struct {
 	PongWait       time.Duration
 	WriteTimeout   time.Duration
 	TCPIdleTimeout time.Duration
+	FrameTimeout   time.Duration
 	UDPPeerTimeout time.Duration
 	UDPPeers       int
 	Secure         bool     // Secure cookies and HSTS

@@ -57,6 +57,12 @@ func (l *LineReader) Next() ([]byte, error) {
 	}
 }
 
+// Wait blocks until the next line's first byte has arrived.
+func (l *LineReader) Wait() error {
+	_, err := l.r.Peek(1)
+	return err
+}
+
 func (l *LineReader) line(b []byte) ([]byte, error) {
 	if n := len(b); n > 0 && b[n-1] == '\r' {
 		b = b[:n-1]
@@ -118,7 +124,15 @@ func (t *TCP) serveConn(nc net.Conn) {
 	lines := NewLineReader(nc, t.Router.MaxFrame())
 	var bad badFrames
 	for {
+		// Idle connections may wait long for their next line; once a line
+		// has begun, it must arrive whole within the frame timeout.
 		_ = nc.SetReadDeadline(time.Now().Add(t.TCPIdleTimeout))
+		if err := lines.Wait(); err != nil {
+			break
+		}
+		if t.FrameTimeout > 0 {
+			_ = nc.SetReadDeadline(time.Now().Add(t.FrameTimeout))
+		}
 		line, err := lines.Next()
 		if errors.Is(err, ErrLineTooLong) {
 			c.Enqueue(wire.AppendError(nil, "error", "", node.CodeTooLarge, "frame is over the size limit", 0))

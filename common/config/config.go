@@ -116,6 +116,13 @@ type Transport struct {
 	UDPPeerTimeout  Duration `toml:"udp_peer_timeout"`
 	HTTPReadTimeout Duration `toml:"http_read_timeout"`
 	TCPIdleTimeout  Duration `toml:"tcp_idle_timeout"`
+	// FrameTimeout is how long a TCP line may take to arrive once its first
+	// byte has (slowloris protection; nc sends a typed line at once).
+	FrameTimeout Duration `toml:"frame_timeout"`
+	// SendBufferBytes is each WebSocket and TCP connection's kernel send
+	// buffer (SO_SNDBUF); 0 leaves the kernel's autotuning, which lets a
+	// stalled reader park up to 4 MiB there before its queue fills.
+	SendBufferBytes int `toml:"send_buffer_bytes"`
 }
 
 // Default is the built-in configuration.
@@ -135,7 +142,7 @@ func Default() Config {
 		Transport: Transport{PingInterval: Duration{27 * time.Second}, PongWait: Duration{30 * time.Second},
 			WriteTimeout: Duration{10 * time.Second}, QueueBytes: 1 << 20, QueueFrames: 4096,
 			UDPPeerTimeout: Duration{60 * time.Second}, HTTPReadTimeout: Duration{10 * time.Second},
-			TCPIdleTimeout: Duration{10 * time.Minute}},
+			TCPIdleTimeout: Duration{10 * time.Minute}, FrameTimeout: Duration{10 * time.Second}},
 	}
 }
 
@@ -219,7 +226,7 @@ func applyEnv(cfg *Config, environ []string) error {
 // Field is one setting, for the environment and for the README's list.
 type Field struct {
 	Section, Key, Env string
-	Value           reflect.Value
+	Value             reflect.Value
 }
 
 // Fields lists every setting of cfg.
