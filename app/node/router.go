@@ -151,6 +151,10 @@ func (r *Router) Call(c *Context) (result any, err error) {
 		}
 	}()
 	if err := r.authorize(c); err != nil {
+		if _, ok := AsError(err); !ok { // the admin check failed: log the cause once, as for a node
+			r.log.Error("authorize failed", "path", c.Node.Path, "err", err)
+			return nil, errInternal
+		}
 		return nil, err
 	}
 	result, err = c.Node.Do(c)

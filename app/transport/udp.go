@@ -227,8 +227,11 @@ func (s *udpSink) WriteFrames(frames [][]byte) error {
 			f = tooLargeFor(f)
 		}
 		p.mu.Lock()
-		allowed := p.conn.Session() != nil || p.sent+len(f) <= amplification*p.received
-		if allowed {
+		loggedIn := p.conn.Session() != nil
+		allowed := loggedIn || p.sent+len(f) <= amplification*p.received
+		if allowed && !loggedIn {
+			// Only what goes out without a login counts against the cap: a
+			// peer that logs out keeps getting its (unauthorized) replies.
 			p.sent += len(f)
 		}
 		p.mu.Unlock()

@@ -61,6 +61,17 @@ func (ws *WebSocket) Upgrade(c *fiber.Ctx) error {
 	if !ws.originAllowed(c) {
 		return fiber.NewError(fiber.StatusForbidden, "cross-site WebSocket refused")
 	}
+	// The library answers every failed handshake with a bare 426 (contrib
+	// turns its errors into fiber.ErrUpgradeRequired, and fasthttp's Error
+	// drops the Sec-WebSocket-Version header), so the two answers RFC 6455
+	// section 4.2.2 names are given here.
+	if !hasToken(c.Get("Sec-WebSocket-Version"), "13") {
+		c.Set("Sec-WebSocket-Version", "13")
+		return fiber.NewError(fiber.StatusUpgradeRequired, "only WebSocket version 13 is supported")
+	}
+	if strings.TrimSpace(c.Get("Sec-WebSocket-Key")) == "" {
+		return fiber.NewError(fiber.StatusBadRequest, "Sec-WebSocket-Key is missing")
+	}
 	sid := c.Query("sid")
 	if sid == "" {
 		sid = c.Cookies(cookieName)
@@ -72,6 +83,16 @@ func (ws *WebSocket) Upgrade(c *fiber.Ctx) error {
 	c.Locals(localIP, strings.Clone(ip))
 	c.Locals(localSID, strings.Clone(sid))
 	return ws.handler(c)
+}
+
+// hasToken reports whether the comma-separated header value lists token.
+func hasToken(header, token string) bool {
+	for _, t := range strings.Split(header, ",") {
+		if strings.EqualFold(strings.TrimSpace(t), token) {
+			return true
+		}
+	}
+	return false
 }
 
 // originAllowed: no Origin (not a browser), this server's own origin, or

@@ -2,6 +2,7 @@ package model
 
 import (
 	"errors"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -69,7 +70,19 @@ func trimSpace(s string) string {
 // collide exactly when their folds are equal. Callers pass a nickname that
 // NormalizeNickname accepted. A Caser keeps state, so each call makes one.
 func FoldNickname(s string) string {
-	return norm.NFKC.String(cases.Fold().String(norm.NFKC.String(s)))
+	folded := cases.Fold().String(norm.NFKC.String(s))
+	return norm.NFKC.String(strings.Map(foldCherokee, folded))
+}
+
+// foldCherokee finishes x/text's fold for Cherokee, which it swaps instead
+// of folding (golang/go#46101: U+13A0 becomes U+AB70 and U+AB70 becomes
+// U+13A0, so "Ꭰ" and "ꭰ" would be two nicknames). Unicode folds Cherokee
+// to its upper case, the older letters: both end there.
+func foldCherokee(r rune) rune {
+	if r >= 0xAB70 && r <= 0xABBF || r >= 0x13F8 && r <= 0x13FD {
+		return unicode.ToUpper(r)
+	}
+	return r
 }
 
 // CheckText validates free text (a message, a brief): valid UTF-8 and at
