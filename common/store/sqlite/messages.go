@@ -25,25 +25,26 @@ const (
 // carries only the sender's id; Conv is the canonical key. An unknown
 // sender gives store.ErrNotFound. If ctx ends while waiting, Append returns
 // ctx.Err() and the message may or may not be stored.
-func (db *DB) Append(ctx context.Context, m model.NewMessage) (model.Message, bool, error) {
+func (db *DB) Append(ctx context.Context, m model.NewMessage) (msg model.Message, duplicate bool, err error) {
 	// The closure's results are read only after it has been answered: if
 	// ctx ends first, the writer may still be running it.
 	var (
-		msg                      model.Message
-		duplicate, missingSender bool
+		stored                     model.Message
+		isDuplicate, missingSender bool
 	)
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		msg = model.Message{
+	err = db.write(ctx, func(tx *sql.Tx) error {
+		stored = model.Message{
 			Seq: db.takeSeq(), Key: m.Key, Conv: string(m.Key), From: model.User{ID: m.Sender},
 			To: m.To, ToUser: m.ToUser, Kind: m.Kind, Text: m.Text, CID: m.CID, TS: m.TS,
 		}
-		duplicate, missingSender = false, false
+		isDuplicate, missingSender = false, false
 		// Exec, not RETURNING: RETURNING buffers its rows in a temporary
-		// table, which costs the single writer about a fifth more per row.
-		result, err := tx.Stmt(db.statements.insertMessage).Exec(msg.Seq, string(m.Key), m.Sender, m.To, m.ToUser,
+		// table, which costs the single writer measurably more per row.
+		result, err := db.inTx(tx, db.statements.insertMessage).Exec(stored.Seq, string(m.Key), m.Sender, m.To, m.ToUser,
 			m.Kind, m.Text, m.FileID, m.CID, m.TS)
 		if isForeignKeyViolation(err) {
-			missingSender = true // undone alone; the transaction goes on
+			db.nextSeq = stored.Seq // the seq goes back unused
+			missingSender = true    // the statement was undone alone; the transaction goes on
 			return nil
 		}
 		if err != nil {
@@ -54,18 +55,18 @@ func (db *DB) Append(ctx context.Context, m model.NewMessage) (model.Message, bo
 			return err
 		}
 		if inserted == 1 {
-			msg.ID, err = result.LastInsertId()
+			stored.ID, err = result.LastInsertId()
 			return err
 		}
 		// ON CONFLICT DO NOTHING: (sender, cid) is taken. The seq goes back
 		// unused; the stored message is the answer.
-		db.nextSeq = msg.Seq
-		duplicate = true
-		msg = model.Message{From: model.User{ID: m.Sender}, CID: m.CID}
+		db.nextSeq = stored.Seq
+		isDuplicate = true
+		stored = model.Message{From: model.User{ID: m.Sender}, CID: m.CID}
 		var key string
-		err = tx.Stmt(db.statements.messageByCID).QueryRow(m.Sender, m.CID).Scan(&msg.ID, &msg.Seq, &key,
-			&msg.To, &msg.ToUser, &msg.Kind, &msg.Text, &msg.TS, &msg.Edited, &msg.Deleted)
-		msg.Key, msg.Conv = model.ConvKey(key), key
+		err = db.inTx(tx, db.statements.messageByCID).QueryRow(m.Sender, m.CID).Scan(&stored.ID, &stored.Seq, &key,
+			&stored.To, &stored.ToUser, &stored.Kind, &stored.Text, &stored.TS, &stored.Edited, &stored.Deleted)
+		stored.Key, stored.Conv = model.ConvKey(key), key
 		return err
 	})
 	if err != nil {
@@ -74,7 +75,7 @@ func (db *DB) Append(ctx context.Context, m model.NewMessage) (model.Message, bo
 	if missingSender {
 		return model.Message{}, false, store.ErrNotFound
 	}
-	return msg, duplicate, nil
+	return stored, isDuplicate, nil
 }
 
 // Load returns messages of the conversation key, oldest first, at most
@@ -84,7 +85,7 @@ func (db *DB) Append(ctx context.Context, m model.NewMessage) (model.Message, bo
 // oldest ids between them. more reports whether further rows exist in the
 // direction read (older without after, newer with it).
 func (db *DB) Load(ctx context.Context, key model.ConvKey, before, after int64, limit int) (msgs []model.Message, more bool, err error) {
-	if err := db.readable(); err != nil {
+	if err := db.checkOpen(); err != nil {
 		return nil, false, err
 	}
 	limit = clampLimit(limit, DefaultLoadLimit, MaxLoadLimit)
@@ -122,7 +123,7 @@ func (db *DB) Load(ctx context.Context, key model.ConvKey, before, after int64, 
 // when more is true, else the store's current last seq. Both are read
 // from one snapshot, so no change between them is skipped.
 func (db *DB) Sync(ctx context.Context, userID, since int64, limit int) (msgs []model.Message, latest int64, more bool, err error) {
-	if err := db.readable(); err != nil {
+	if err := db.checkOpen(); err != nil {
 		return nil, 0, false, err
 	}
 	limit = clampLimit(limit, DefaultSyncLimit, MaxSyncLimit)
@@ -156,8 +157,7 @@ func (db *DB) Sync(ctx context.Context, userID, since int64, limit int) (msgs []
 const conversationsSQL = `
 WITH keys (conv_key) AS (
 	SELECT 'room:lobby'
-	UNION SELECT conv_key FROM messages WHERE sender = ?1 AND to_user <> 0
-	UNION SELECT conv_key FROM messages WHERE to_user = ?1 AND to_user <> 0
+	UNION ALL SELECT conv_key FROM direct_conversations WHERE user_id = ?1
 ), lasts (conv_key, last_id) AS (
 	SELECT conv_key, (SELECT MAX(id) FROM messages WHERE messages.conv_key = keys.conv_key) FROM keys
 )
@@ -175,7 +175,7 @@ ORDER BY m.id DESC`
 // the user's read mark), newest last message first. Conv and Last.Conv
 // are canonical keys.
 func (db *DB) Conversations(ctx context.Context, userID int64) ([]model.Conversation, error) {
-	if err := db.readable(); err != nil {
+	if err := db.checkOpen(); err != nil {
 		return nil, err
 	}
 	rows, err := db.reader.QueryContext(ctx, conversationsSQL, userID)
@@ -219,7 +219,7 @@ func (db *DB) MarkRead(ctx context.Context, userID int64, key model.ConvKey, id 
 
 // LastSeq returns the highest committed change sequence, 0 when empty.
 func (db *DB) LastSeq(ctx context.Context) (int64, error) {
-	if err := db.readable(); err != nil {
+	if err := db.checkOpen(); err != nil {
 		return 0, err
 	}
 	var seq int64
@@ -230,7 +230,7 @@ func (db *DB) LastSeq(ctx context.Context) (int64, error) {
 // CountMessages returns how many messages are stored, deleted ones
 // included. It counts an index, so it costs time in proportion.
 func (db *DB) CountMessages(ctx context.Context) (int64, error) {
-	if err := db.readable(); err != nil {
+	if err := db.checkOpen(); err != nil {
 		return 0, err
 	}
 	var count int64

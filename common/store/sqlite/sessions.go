@@ -37,7 +37,7 @@ func (db *DB) SaveSession(ctx context.Context, sidHash string, userID int64, cre
 // LoadSession returns the session keyed by sidHash; store.ErrNotFound if
 // there is none or it has expired at Now().
 func (db *DB) LoadSession(ctx context.Context, sidHash string) (userID int64, created, expires time.Time, err error) {
-	if err := db.readable(); err != nil {
+	if err := db.checkOpen(); err != nil {
 		return 0, time.Time{}, time.Time{}, err
 	}
 	var createdMilli, expiresMilli int64

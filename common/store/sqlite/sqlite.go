@@ -53,29 +53,33 @@ type DB struct {
 	reader *sql.DB // read-only pool
 	now    func() time.Time
 
-	// The write queue (writer.go). gate guards closed and every send on
-	// requests: senders hold it for reading, Close for writing, so no send
-	// happens on a closed channel and every send that got in is served.
+	// The write queue (writer.go). gate orders sends on requests against
+	// closing it: senders hold it for reading while they check closed and
+	// send, Close holds it for writing while it closes the channel, so no
+	// send happens on a closed channel and every send that got in is served.
 	gate       sync.RWMutex
-	closed     bool
+	closed     atomic.Bool // set once Close begins; writes and reads check it
 	requests   chan *writeRequest
 	maxBatch   int
 	writerDone chan struct{}
-	isClosed   atomic.Bool // for reads: set once Close begins
+	commits    atomic.Int64 // group commits done, for the benchmark's msgs/commit
 
 	// nextSeq is the seq the next change gets. Owned by the writer
 	// goroutine (and by Open before it starts); write closures use it
 	// through takeSeq.
 	nextSeq int64
 
-	statements statements
+	statements      statements
+	boundStatements boundStatements // owned by the writer goroutine
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // Open opens (creating if needed) the database at opts.Path, applies the
-// migrations it lacks, and starts the writer.
+// migrations it lacks, and starts the writer. Another process may open the
+// same file (the command line does): each group commit takes up from the
+// file's last seq under the write lock, so seqs stay unique and increasing.
 func Open(ctx context.Context, opts Options) (*DB, error) {
 	if opts.Path == "" {
 		return nil, errors.New("sqlite: no database path")
@@ -181,9 +185,8 @@ func createFile(path string) error {
 // error each time.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
-		db.isClosed.Store(true)
-		db.gate.Lock()
-		db.closed = true
+		db.closed.Store(true)
+		db.gate.Lock() // waits for the senders that saw closed false
 		close(db.requests)
 		db.gate.Unlock()
 		<-db.writerDone
@@ -200,10 +203,10 @@ func (db *DB) closeHandles() error {
 	return errors.Join(err, db.writer.Close())
 }
 
-// readable reports store.ErrClosed once Close has begun, so reads after
+// checkOpen reports store.ErrClosed once Close has begun, so reads after
 // Close fail with the store's error rather than database/sql's.
-func (db *DB) readable() error {
-	if db.isClosed.Load() {
+func (db *DB) checkOpen() error {
+	if db.closed.Load() {
 		return store.ErrClosed
 	}
 	return nil
@@ -212,7 +215,7 @@ func (db *DB) readable() error {
 // IntegrityCheck runs PRAGMA integrity_check and returns its result: "ok"
 // when the file is sound, else SQLite's findings, one per line.
 func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
-	if err := db.readable(); err != nil {
+	if err := db.checkOpen(); err != nil {
 		return "", err
 	}
 	rows, err := db.reader.QueryContext(ctx, `PRAGMA integrity_check`)
@@ -303,11 +306,18 @@ func migrate(ctx context.Context, writer *sql.DB, now func() time.Time) error {
 }
 
 func applyMigration(ctx context.Context, writer *sql.DB, m migration, now time.Time) error {
-	tx, err := writer.BeginTx(ctx, nil)
+	tx, err := writer.BeginTx(ctx, nil) // IMMEDIATE: holds the write lock
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	var applied int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_version WHERE version = ?`, m.version).Scan(&applied); err != nil {
+		return err
+	}
+	if applied > 0 {
+		return nil // another process applied it meanwhile
+	}
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return err
 	}

@@ -188,6 +188,26 @@ func TestReopenAfterCloseUnderLoad(t *testing.T) {
 	}
 }
 
+// TestTwoOpenersOfOneFile: the command line opens the file the server has
+// open; appends from both keep seqs unique and increasing.
+func TestTwoOpenersOfOneFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dce.db")
+	server := MustOpen(t, Options{Path: path})
+	commandLine := MustOpen(t, Options{Path: path})
+	ann := storetest.MustCreateUser(t, server, "Ann")
+	var last model.Message
+	for i, db := range []*DB{server, commandLine, commandLine, server, commandLine, server} {
+		msg := storetest.MustAppend(t, db, storetest.LobbyMessage(ann.ID, fmt.Sprint(i), ""))
+		if msg.Seq <= last.Seq || msg.ID <= last.ID {
+			t.Fatalf("append %d: id %d seq %d after id %d seq %d", i, msg.ID, msg.Seq, last.ID, last.Seq)
+		}
+		last = msg
+	}
+	if count, err := server.CountMessages(context.Background()); err != nil || count != 6 {
+		t.Errorf("CountMessages = %d, %v; want 6", count, err)
+	}
+}
+
 func TestMigrationsRecordedOnce(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "dce.db")
@@ -407,8 +427,7 @@ func TestQueryPlans(t *testing.T) {
 		"load":    {loadNewestSQL, []any{"room:lobby", 100, 0, 10}, "messages_conv"},
 		"sync":    {syncSQL, []any{0, 1, 10}, "sqlite_autoindex_messages_1"}, // UNIQUE(seq)
 		"by cid":  {messageByCIDSQL, []any{1, "c"}, "messages_sender_cid"},
-		"from":    {conversationsSQL, []any{1}, "messages_direct_from"},
-		"to":      {conversationsSQL, []any{1}, "messages_direct_to"},
+		"direct":  {conversationsSQL, []any{1}, "PRIMARY KEY (user_id=?)"},
 		"unread":  {conversationsSQL, []any{1}, "COVERING INDEX messages_conv"},
 		"lastSeq": {lastSeqSQL, nil, "sqlite_autoindex_messages_1"},
 	} {

@@ -19,7 +19,7 @@ const readableBy = `(m.conv_key = 'room:lobby' OR m.sender = ?2 OR m.to_user = ?
 
 // The statements on the hot paths, prepared once. Writer statements are
 // prepared on the writer's single connection and bound to each batch's
-// transaction with tx.Stmt; reader statements are prepared lazily on each
+// transaction once (inTx); reader statements are prepared lazily on each
 // pooled connection by database/sql.
 const (
 	insertMessageSQL = `INSERT INTO messages (seq, conv_key, sender, to_addr, to_user, kind, text, file_id, cid, ts)
@@ -46,6 +46,7 @@ const (
 type statements struct {
 	insertMessage *sql.Stmt // writer
 	messageByCID  *sql.Stmt // writer
+	writerLastSeq *sql.Stmt // writer
 	loadNewest    *sql.Stmt // reader
 	loadOldest    *sql.Stmt // reader
 	sync          *sql.Stmt // reader
@@ -60,6 +61,7 @@ func (s *statements) prepare(ctx context.Context, writer, reader *sql.DB) error 
 	}{
 		{&s.insertMessage, writer, insertMessageSQL},
 		{&s.messageByCID, writer, messageByCIDSQL},
+		{&s.writerLastSeq, writer, lastSeqSQL},
 		{&s.loadNewest, reader, loadNewestSQL},
 		{&s.loadOldest, reader, loadOldestSQL},
 		{&s.sync, reader, syncSQL},
@@ -76,10 +78,32 @@ func (s *statements) prepare(ctx context.Context, writer, reader *sql.DB) error 
 
 func (s *statements) close() error {
 	var err error
-	for _, statement := range []*sql.Stmt{s.insertMessage, s.messageByCID, s.loadNewest, s.loadOldest, s.sync, s.lastSeq} {
+	for _, statement := range []*sql.Stmt{s.insertMessage, s.messageByCID, s.writerLastSeq, s.loadNewest, s.loadOldest, s.sync, s.lastSeq} {
 		if statement != nil {
 			err = errors.Join(err, statement.Close())
 		}
 	}
 	return err
+}
+
+// boundStatements caches the writer statements bound to one transaction:
+// tx.Stmt costs a few allocations and a lock each call, and the writer
+// would pay that for every message. Owned by the writer goroutine.
+type boundStatements struct {
+	tx    *sql.Tx
+	bound map[*sql.Stmt]*sql.Stmt
+}
+
+// inTx returns statement bound to tx, binding it once per transaction.
+// Call it only from a write closure, with the tx it was given.
+func (db *DB) inTx(tx *sql.Tx, statement *sql.Stmt) *sql.Stmt {
+	if db.boundStatements.tx != tx {
+		db.boundStatements = boundStatements{tx: tx, bound: make(map[*sql.Stmt]*sql.Stmt, 2)}
+	}
+	bound, ok := db.boundStatements.bound[statement]
+	if !ok {
+		bound = tx.Stmt(statement)
+		db.boundStatements.bound[statement] = bound
+	}
+	return bound
 }

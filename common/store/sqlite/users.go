@@ -58,11 +58,11 @@ func (db *DB) UserByID(ctx context.Context, id int64) (model.Account, error) {
 }
 
 func (db *DB) account(ctx context.Context, query string, argument any) (model.Account, error) {
-	if err := db.readable(); err != nil {
+	if err := db.checkOpen(); err != nil {
 		return model.Account{}, err
 	}
 	var (
-		account                         model.Account
+		account                          model.Account
 		bannedUntil, mutedUntil, created int64
 	)
 	err := db.reader.QueryRowContext(ctx, query, argument).Scan(
@@ -87,7 +87,7 @@ func (db *DB) UsersByID(ctx context.Context, ids []int64) (map[int64]model.User,
 	if len(ids) == 0 {
 		return users, nil
 	}
-	if err := db.readable(); err != nil {
+	if err := db.checkOpen(); err != nil {
 		return nil, err
 	}
 	var list strings.Builder // a JSON array, expanded by json_each: one statement for any length
@@ -182,7 +182,7 @@ func (db *DB) UpdateProfile(ctx context.Context, id int64, brief, avatar string)
 
 // CountUsers returns how many accounts there are.
 func (db *DB) CountUsers(ctx context.Context) (int64, error) {
-	if err := db.readable(); err != nil {
+	if err := db.checkOpen(); err != nil {
 		return 0, err
 	}
 	var count int64

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync/atomic"
 
 	"dce/common/store"
 )
@@ -17,21 +16,31 @@ import (
 //   - Every write is a closure func(tx *sql.Tx) error sent on db.requests
 //     by db.write. Only the writer goroutine (runWriter) runs closures and
 //     touches db.writer, db.nextSeq and the batch slice.
-//   - db.gate (RWMutex) guards db.closed and sending on db.requests.
-//     Senders hold it for reading while they check closed and send; Close
-//     holds it for writing while it sets closed and closes the channel.
-//     There is no other lock, so there is no lock order to keep.
+//   - db.gate (RWMutex) orders sending on db.requests against closing it.
+//     Senders hold it for reading while they check db.closed and send;
+//     Close sets db.closed, then holds it for writing while it closes the
+//     channel. There is no other lock, so there is no lock order to keep.
 //   - runWriter takes every request waiting (up to maxBatch), runs them in
 //     one IMMEDIATE transaction, COMMITs, and only then answers each
 //     request on its done channel (buffered, so answering never blocks).
 //     When requests is closed and drained it closes writerDone and exits.
 //
-// A closure may run twice: the batch first runs with no savepoints (the
-// fast path); if any closure fails, the transaction is rolled back and the
-// batch runs again with each closure inside its own savepoint, so a
-// failing write is undone alone and the others still commit. A closure
-// must therefore set its results afresh on every run, and must use tx only
-// for the duration of the call.
+// Rules for a write closure:
+//   - It may run twice. The batch first runs with no savepoints (the fast
+//     path); if any closure returns an error, the transaction is rolled
+//     back and the batch runs again with each closure inside its own
+//     savepoint, so a failing write is undone alone and the others still
+//     commit. A closure therefore sets its results afresh on every run.
+//   - It returns an error only when something failed. An expected outcome
+//     that stores nothing (a taken nickname, no such row, a cid already
+//     used, a missing user refused by a foreign key) is a result it
+//     records for its caller, returning nil: a single statement that fails
+//     a constraint is undone alone by SQLite, and the batch keeps its fast
+//     path.
+//   - It runs its statements without the caller's ctx (a caller that gives
+//     up must not abort a transaction shared with others), uses tx only
+//     during the call, and never calls db.write (the writer would wait on
+//     itself).
 
 // writeRequest is one write waiting for the writer.
 type writeRequest struct {
@@ -55,7 +64,7 @@ func (db *DB) write(ctx context.Context, apply func(tx *sql.Tx) error) error {
 	}
 	request := &writeRequest{ctx: ctx, apply: apply, done: make(chan error, 1)}
 	db.gate.RLock()
-	if db.closed {
+	if db.closed.Load() {
 		db.gate.RUnlock()
 		return store.ErrClosed
 	}
@@ -70,7 +79,12 @@ func (db *DB) write(ctx context.Context, apply func(tx *sql.Tx) error) error {
 	case err := <-request.done:
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
+		select {
+		case err := <-request.done: // answered meanwhile: report the outcome
+			return err
+		default:
+			return ctx.Err()
+		}
 	}
 }
 
@@ -93,7 +107,7 @@ func (db *DB) runWriter() {
 			return
 		}
 		batch = append(batch[:0], first)
-		yielded := false
+		gathered := 0 // batch size at the last yield
 	gather:
 		for len(batch) < db.maxBatch {
 			select {
@@ -103,17 +117,16 @@ func (db *DB) runWriter() {
 				}
 				batch = append(batch, request)
 			default:
-				if yielded {
-					break gather
+				if len(batch) == gathered {
+					break gather // nothing came in since the last yield
 				}
 				// Let the writers just answered queue their next write,
 				// so that it joins this commit rather than the next.
+				gathered = len(batch)
 				runtime.Gosched()
-				yielded = true
 			}
 		}
 		db.commit(batch)
-		DebugBatches.Add(1); DebugRequests.Add(int64(len(batch)))
 		clear(batch) // let the finished requests be collected
 	}
 }
@@ -152,7 +165,7 @@ func (db *DB) commit(batch []*writeRequest) {
 // nextSeq is then restored.
 func (db *DB) runBatch(batch []*writeRequest, savepoints bool) (err error) {
 	seqAtStart := db.nextSeq
-	tx, err := db.writer.Begin() // BEGIN IMMEDIATE: _txlock in the DSN
+	tx, err := db.writer.Begin() // BEGIN IMMEDIATE (_txlock in the DSN): no other writer until COMMIT
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
@@ -162,6 +175,13 @@ func (db *DB) runBatch(batch []*writeRequest, savepoints bool) (err error) {
 			db.nextSeq = seqAtStart
 		}
 	}()
+	// Another process may have written since the last batch (the command
+	// line opens the same file): take up from the file's last seq.
+	var lastSeq int64
+	if err := db.inTx(tx, db.statements.writerLastSeq).QueryRow().Scan(&lastSeq); err != nil {
+		return fmt.Errorf("sqlite: reading the last seq: %w", err)
+	}
+	db.nextSeq = max(db.nextSeq, lastSeq+1)
 	for _, request := range batch {
 		if request.err != nil {
 			continue
@@ -179,6 +199,7 @@ func (db *DB) runBatch(batch []*writeRequest, savepoints bool) (err error) {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
+	db.commits.Add(1)
 	return nil
 }
 
@@ -200,5 +221,3 @@ func (db *DB) runInSavepoint(tx *sql.Tx, request *writeRequest) error {
 	}
 	return nil
 }
-
-var DebugBatches, DebugRequests atomic.Int64

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -94,7 +95,7 @@ func testAppendConcurrentOrdering(t *testing.T, db Engine) {
 	}
 	wait.Wait()
 	all := slices.Concat(results...)
-	slices.SortFunc(all, func(a, b model.Message) int { return int(a.ID - b.ID) })
+	slices.SortFunc(all, func(a, b model.Message) int { return cmp.Compare(a.ID, b.ID) })
 	for i := 1; i < len(all); i++ {
 		if all[i].ID == all[i-1].ID || all[i].Seq <= all[i-1].Seq {
 			t.Fatalf("id %d has seq %d, after id %d with seq %d", all[i].ID, all[i].Seq, all[i-1].ID, all[i-1].Seq)

@@ -109,13 +109,16 @@ func testSyncVisibility(t *testing.T, db Engine) {
 		}
 		return list
 	}
-	for user, want := range map[model.Account][]string{
-		a: {"lobby from A", "A to B", "B to A", "lobby from C"},
-		b: {"lobby from A", "canary B to C", "canary C to B", "A to B", "B to A", "lobby from C"},
-		c: {"lobby from A", "canary B to C", "canary C to B", "lobby from C"},
+	for _, c := range []struct {
+		user model.Account
+		want []string
+	}{
+		{a, []string{"lobby from A", "A to B", "B to A", "lobby from C"}},
+		{b, []string{"lobby from A", "canary B to C", "canary C to B", "A to B", "B to A", "lobby from C"}},
+		{c, []string{"lobby from A", "canary B to C", "canary C to B", "lobby from C"}},
 	} {
-		if got := texts(user); !slices.Equal(got, want) {
-			t.Errorf("Sync(%s) = %q, want %q", user.Nickname, got, want)
+		if got := texts(c.user); !slices.Equal(got, c.want) {
+			t.Errorf("Sync(%s) = %q, want %q", c.user.Nickname, got, c.want)
 		}
 	}
 	conversations, err := db.Conversations(ctx, a.ID)

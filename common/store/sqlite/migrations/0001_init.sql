@@ -49,9 +49,21 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_sender_cid ON messages (sender, cid) WHERE cid IS NOT NULL;
 -- Load (conv_key, id ranges); sender makes unread counts index-only.
 CREATE INDEX messages_conv ON messages (conv_key, id, sender);
--- The private conversations a user sent to or received from.
-CREATE INDEX messages_direct_from ON messages (sender, conv_key) WHERE to_user <> 0;
-CREATE INDEX messages_direct_to ON messages (to_user, conv_key) WHERE to_user <> 0;
+
+-- The private conversations each user has, one row per party, kept by a
+-- trigger. After the first message the INSERT OR IGNORE finds its rows and
+-- writes nothing, where an index on messages would add an entry (and dirty
+-- a page) for every private message.
+CREATE TABLE direct_conversations (
+    user_id  INTEGER NOT NULL,
+    conv_key TEXT    NOT NULL,
+    PRIMARY KEY (user_id, conv_key)
+) WITHOUT ROWID;
+CREATE TRIGGER messages_direct_conversations AFTER INSERT ON messages WHEN NEW.to_user <> 0
+BEGIN
+    INSERT OR IGNORE INTO direct_conversations (user_id, conv_key)
+    VALUES (NEW.sender, NEW.conv_key), (NEW.to_user, NEW.conv_key);
+END;
 
 -- How far each user has read each conversation.
 CREATE TABLE read_marks (
