@@ -99,10 +99,17 @@ func (s *Service) register(ctx context.Context, nick, password, brief, ip string
 		return model.Account{}, err
 	}
 	acct, err := s.Store.CreateUser(ctx, nick, hash, brief)
-	if err == nil {
-		s.signups.add(key, lim.RegistrationsPerHour, now)
+	if err != nil {
+		return acct, err
 	}
-	return acct, err
+	s.signups.add(key, lim.RegistrationsPerHour, now)
+	// A newcomer has not missed the lobby's past: it starts read.
+	if last, _, err := s.Store.Load(ctx, model.LobbyKey, 0, 0, 1); err == nil && len(last) == 1 {
+		if err := s.Store.MarkRead(ctx, acct.ID, model.LobbyKey, last[0].ID); err != nil {
+			s.Log.Warn("mark the lobby read for a new user", "user", acct.ID, "err", err)
+		}
+	}
+	return acct, nil
 }
 
 type throttleKey = struct {
