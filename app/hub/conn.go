@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,11 +97,12 @@ func (c *Conn) Enqueue(frame []byte) bool {
 		return false
 	}
 	if c.queuedBytes+len(frame) > c.hub.opts.QueueBytes || len(c.queue) >= c.hub.opts.QueueFrames {
+		queued := c.queuedBytes // read under the lock, before the close empties the queue
 		c.startCloseLocked(CloseTooSlow, "too slow: send queue overflowed", false)
 		c.mu.Unlock()
 		c.sink.Abort()
 		c.hub.slowClosed.Add(1)
-		c.hub.log.Warn("slow connection closed", "conn", c.id, "transport", c.transport.String(), "queued_bytes", c.queuedBytes)
+		c.hub.log.Warn("slow connection closed", "conn", c.id, "transport", c.transport.String(), "queued_bytes", queued)
 		return false
 	}
 	c.queue = append(c.queue, frame)
@@ -193,13 +195,28 @@ func (c *Conn) writeLoop() {
 		if c.spare == nil {
 			c.spare = batch
 		}
+		// A write that ran out its deadline on a connection nobody was
+		// closing met a peer that took no data for the whole write
+		// timeout: as slow as one whose queue overflows, and counted so.
+		timedOut := err != nil && !c.closing && isTimeout(err)
 		if err != nil && !c.closing {
 			c.startCloseLocked(closeAbnormalNoSend, "", false)
 		} else if err != nil {
 			c.graceful = false
 		}
 		c.mu.Unlock()
+		if timedOut {
+			c.hub.slowClosed.Add(1)
+			c.hub.log.Warn("slow connection closed", "conn", c.id, "transport", c.transport.String(), "reason", "write timeout")
+		}
 	}
+}
+
+// isTimeout reports whether err is a deadline running out (the WebSocket
+// library hides the net error behind its own type, which keeps Timeout).
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
 }
 
 // schedulePing arms the keep-alive timer.

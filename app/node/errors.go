@@ -31,12 +31,13 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-// RetryAfterMS is RetryAfter in whole milliseconds, at least 1 when set.
+// RetryAfterMS is RetryAfter in whole milliseconds, rounded up (a client
+// that waits exactly that long must not be early), at least 1 when set.
 func (e *Error) RetryAfterMS() int64 {
 	if e.RetryAfter <= 0 {
 		return 0
 	}
-	return max(1, e.RetryAfter.Milliseconds())
+	return max(1, (e.RetryAfter + time.Millisecond - 1).Milliseconds())
 }
 
 // Errorf builds an *Error with a formatted message.

@@ -130,9 +130,12 @@ func (t *HTTP) callNode(c *fiber.Ctx) error {
 	if n == nil {
 		return writeError(c, node.Errorf(node.CodeNotFound, "no such node: %s", path))
 	}
-	sid, ok := t.credentials(c)
-	if !ok {
+	sid, status := t.credentials(c)
+	switch status {
+	case fiber.StatusForbidden:
 		return writeError(c, node.Errorf(node.CodeForbidden, "cross-site request refused"))
+	case fiber.StatusUnsupportedMediaType:
+		return fiber.NewError(status, "a request carrying the session cookie must be Content-Type: application/json")
 	}
 	// Request().Body(), never c.Body(): the latter inflates compressed bodies.
 	body := c.Request().Body()
@@ -164,20 +167,24 @@ func (t *HTTP) callNode(c *fiber.Ctx) error {
 // credentials finds the request's sid. A Bearer token is explicit and needs
 // no Origin. The cookie is ambient, so a request carrying it must come from
 // this origin (or an allowed one) and say it is JSON, which no cross-site
-// form can. ok is false for a request that fails those checks.
-func (t *HTTP) credentials(c *fiber.Ctx) (sid string, ok bool) {
+// form can. status is 0, or the status that refuses a request failing those
+// checks: 403 when it is cross-site, 415 when it does not say it is JSON.
+func (t *HTTP) credentials(c *fiber.Ctx) (sid string, status int) {
 	if auth := c.Get(fiber.HeaderAuthorization); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
-		return strings.TrimSpace(auth[7:]), true
+		return strings.TrimSpace(auth[7:]), 0
 	}
 	sid = c.Cookies(cookieName)
 	if sid == "" {
-		return "", true
+		return "", 0
 	}
 	if !originAllowed(c.Get(fiber.HeaderOrigin), c.Hostname(), t.Live.Load().AllowedOrigins) ||
 		strings.EqualFold(c.Get("Sec-Fetch-Site"), "cross-site") {
-		return "", false
+		return "", fiber.StatusForbidden
 	}
-	return utils.CopyString(sid), true
+	if mediaType, _, _ := strings.Cut(c.Get(fiber.HeaderContentType), ";"); !strings.EqualFold(strings.TrimSpace(mediaType), fiber.MIMEApplicationJSON) {
+		return "", fiber.StatusUnsupportedMediaType
+	}
+	return utils.CopyString(sid), 0
 }
 
 // errorHandler turns Fiber's own errors (404, 405, 413, 415, 431, ...) into

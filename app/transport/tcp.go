@@ -116,7 +116,7 @@ func (t *TCP) serveConn(nc net.Conn) {
 	sink := &streamSink{conn: nc, writeTimeout: t.WriteTimeout}
 	c, err := t.Hub.Register(sink, node.TCP, hostIP(nc.RemoteAddr()), 0)
 	if err != nil {
-		_, _ = nc.Write(wire.AppendError(nil, "error", "", node.CodeForbidden, err.Error(), 0))
+		_, _ = nc.Write(append(wire.AppendError(nil, "error", "", node.CodeForbidden, err.Error(), 0), '\n'))
 		_ = nc.Close()
 		return
 	}

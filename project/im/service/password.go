@@ -7,7 +7,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -34,6 +36,9 @@ type Hasher struct {
 	params ArgonParams
 	slots  chan struct{}
 	wait   time.Duration
+
+	garbage    atomic.Int64 // bytes of argon2 memory dropped since the last collection asked for
+	collecting atomic.Bool
 }
 
 // ErrBusy is returned when no hashing slot came free within the wait.
@@ -64,6 +69,24 @@ func (h *Hasher) acquire(ctx context.Context) error {
 
 func (h *Hasher) release() { <-h.slots }
 
+// collectIfDue runs a garbage collection, while the caller still holds its
+// hashing slot, once the hashes since the last one have dropped the slots'
+// worth of memory (argon2id allocates all of MemoryKiB afresh on every call
+// and drops it on return). Left to the pacer, a login flood piles up as much
+// of that garbage as the whole live heap (the session cache alone is 64 MiB)
+// before anything is collected, and every byte of it becomes resident;
+// holding the slot meanwhile keeps the other hashes from outrunning the
+// collection.
+func (h *Hasher) collectIfDue(kib uint32) {
+	threshold := max(int64(cap(h.slots))*int64(h.params.MemoryKiB)<<10, 32<<20)
+	if h.garbage.Add(int64(kib)<<10) < threshold || !h.collecting.CompareAndSwap(false, true) {
+		return
+	}
+	h.garbage.Store(0)
+	runtime.GC()
+	h.collecting.Store(false)
+}
+
 // Hash returns the PHC string of password:
 // $argon2id$v=19$m=...,t=...,p=...$salt$hash (unpadded standard base64).
 func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
@@ -75,6 +98,7 @@ func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 		return "", err
 	}
 	key := argon2.IDKey([]byte(password), salt, h.params.Time, h.params.MemoryKiB, h.params.Threads, keyBytes)
+	h.collectIfDue(h.params.MemoryKiB)
 	h.release()
 	return encodePHC(h.params, salt, key), nil
 }
@@ -91,6 +115,7 @@ func (h *Hasher) Verify(ctx context.Context, phc, password string) (ok, stale bo
 		return false, false, err
 	}
 	got := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(want)))
+	h.collectIfDue(p.MemoryKiB)
 	h.release()
 	ok = subtle.ConstantTimeCompare(got, want) == 1
 	stale = p.MemoryKiB < h.params.MemoryKiB || p.Time < h.params.Time || p.Threads != h.params.Threads
