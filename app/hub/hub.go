@@ -107,9 +107,20 @@ func (h *Hub) admitLocked(ip string, anonymous bool) error {
 // keep-alive ping at that interval. It fails when a cap is reached; the
 // caller then closes the socket itself.
 func (h *Hub) Register(sink Sink, transport node.Method, remoteIP string, pingEvery time.Duration) (*Conn, error) {
+	return h.register(sink, transport, remoteIP, pingEvery, true)
+}
+
+// RegisterWithCredential is Register for a connection that arrived with a
+// sid (a cookie, ?sid=): it is about to be logged in, so the cap on
+// anonymous connections per address does not refuse it.
+func (h *Hub) RegisterWithCredential(sink Sink, transport node.Method, remoteIP string, pingEvery time.Duration) (*Conn, error) {
+	return h.register(sink, transport, remoteIP, pingEvery, false)
+}
+
+func (h *Hub) register(sink Sink, transport node.Method, remoteIP string, pingEvery time.Duration, anonymous bool) (*Conn, error) {
 	c := &Conn{hub: h, id: h.nextID.Add(1), transport: transport, remoteIP: remoteIP, sink: sink}
 	h.mu.Lock()
-	if err := h.admitLocked(remoteIP, true); err != nil {
+	if err := h.admitLocked(remoteIP, anonymous); err != nil {
 		h.mu.Unlock()
 		return nil, err
 	}

@@ -124,7 +124,11 @@ func (ws *WebSocket) serve(wc *websocket.Conn) {
 	ip, _ := wc.Locals(localIP).(string)
 	sid, _ := wc.Locals(localSID).(string)
 	sink := &wsSink{conn: wc, writeTimeout: ws.WriteTimeout}
-	c, err := ws.Hub.Register(sink, node.WebSocket, ip, ws.PingInterval)
+	register := ws.Hub.Register
+	if sid != "" {
+		register = ws.Hub.RegisterWithCredential
+	}
+	c, err := register(sink, node.WebSocket, ip, ws.PingInterval)
 	if err != nil {
 		sink.Close(hub.ClosePolicy, err.Error())
 		return
