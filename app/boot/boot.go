@@ -85,8 +85,10 @@ type Server struct {
 }
 
 // Open starts a server.
-func Open(ctx context.Context, cfg config.Config, opts Options) (s *Server, err error) {
-	s = &Server{cfg: cfg, opts: opts, started: time.Now(), stopping: make(chan struct{}), logLevel: new(slog.LevelVar)}
+func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err error) {
+	// s is not the named result: `return nil, err` must leave it for the
+	// deferred abandon below.
+	s := &Server{cfg: cfg, opts: opts, started: time.Now(), stopping: make(chan struct{}), logLevel: new(slog.LevelVar)}
 	s.Log = newLogger(cfg.Server, opts.LogOutput, s.logLevel)
 	raiseFileLimit()
 	defer func() {
