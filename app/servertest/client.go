@@ -67,6 +67,7 @@ type Client struct {
 	transport string
 	write     func([]byte) error
 	closeConn func() error
+	onPush    func(Frame) // when set, takes every frame that is not a waited-for reply
 
 	nextID  atomic.Uint64
 	mu      sync.Mutex
@@ -86,7 +87,8 @@ func newClient(tb testing.TB, transport string, write func([]byte) error, closeC
 	return c
 }
 
-// receive handles one frame from the server.
+// receive handles one frame from the server: a reply goes to its waiter;
+// anything else to onPush when set, else it is kept for WaitPush.
 func (c *Client) receive(raw []byte) {
 	f, err := wire.Parse(raw, 0)
 	frame := Frame{Path: f.Path, ID: f.ID, Body: append(json.RawMessage(nil), f.Body...), At: time.Now()}
@@ -94,16 +96,22 @@ func (c *Client) receive(raw []byte) {
 		frame = Frame{Path: "unparsed", Body: json.RawMessage(strconv.Quote(string(raw))), At: time.Now()}
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if frame.ID != "" {
 		if w, ok := c.waiters[frame.Path+":"+frame.ID]; ok {
 			delete(c.waiters, frame.Path+":"+frame.ID)
+			c.mu.Unlock()
 			w <- frame
 			return
 		}
 	}
+	if c.onPush != nil {
+		c.mu.Unlock()
+		c.onPush(frame)
+		return
+	}
 	c.pushes = append(c.pushes, frame)
 	c.cond.Broadcast()
+	c.mu.Unlock()
 }
 
 func (c *Client) stop(err error) {
@@ -296,15 +304,11 @@ func (s *Server) DialWS(tb testing.TB, query string, header http.Header) *Client
 
 // TryDialWS is DialWS that returns the error and the HTTP response.
 func (s *Server) TryDialWS(tb testing.TB, query string, header http.Header) (*Client, *http.Response, error) {
-	url := s.WSURL
-	if query != "" {
-		url += "?" + query
-	}
-	dialer := websocket.Dialer{HandshakeTimeout: DefaultTimeout}
-	conn, resp, err := dialer.Dial(url, header)
-	if err != nil {
-		return nil, resp, err
-	}
+	return s.DialWSWith(tb, WSDial{Query: query, Header: header})
+}
+
+// wsClient makes a Client of an open WebSocket and starts its reader.
+func wsClient(tb testing.TB, conn *websocket.Conn, onPush func(Frame)) *Client {
 	var writeMu sync.Mutex
 	c := newClient(tb, "websocket", func(b []byte) error {
 		writeMu.Lock()
@@ -312,6 +316,7 @@ func (s *Server) TryDialWS(tb testing.TB, query string, header http.Header) (*Cl
 		_ = conn.SetWriteDeadline(time.Now().Add(DefaultTimeout))
 		return conn.WriteMessage(websocket.TextMessage, b)
 	}, conn.Close)
+	c.onPush = onPush
 	go func() {
 		for {
 			_, msg, err := conn.ReadMessage()
@@ -329,7 +334,35 @@ func (s *Server) TryDialWS(tb testing.TB, query string, header http.Header) (*Cl
 		}
 	}()
 	tb.Cleanup(c.Close)
-	return c, resp, nil
+	return c
+}
+
+// tcpClient makes a Client of an open TCP connection and starts its reader.
+func tcpClient(tb testing.TB, conn net.Conn, onPush func(Frame)) *Client {
+	var writeMu sync.Mutex
+	c := newClient(tb, "tcp", func(b []byte) error {
+		writeMu.Lock()
+		defer writeMu.Unlock()
+		_ = conn.SetWriteDeadline(time.Now().Add(DefaultTimeout))
+		_, err := conn.Write(append(b, '\n'))
+		return err
+	}, conn.Close)
+	c.onPush = onPush
+	go func() {
+		r := bufio.NewReaderSize(conn, 64<<10)
+		for {
+			line, err := r.ReadBytes('\n')
+			if len(line) > 0 && line[len(line)-1] == '\n' {
+				c.receive(line[:len(line)-1])
+			}
+			if err != nil {
+				c.stop(err)
+				return
+			}
+		}
+	}()
+	tb.Cleanup(c.Close)
+	return c
 }
 
 // WSCloseCode is the close code the server sent, once closed.
@@ -346,28 +379,7 @@ func (s *Server) DialTCP(tb testing.TB) *Client {
 	if err != nil {
 		tb.Fatalf("dial tcp: %v", err)
 	}
-	var writeMu sync.Mutex
-	c := newClient(tb, "tcp", func(b []byte) error {
-		writeMu.Lock()
-		defer writeMu.Unlock()
-		_, err := conn.Write(append(b, '\n'))
-		return err
-	}, conn.Close)
-	go func() {
-		r := bufio.NewReaderSize(conn, 64<<10)
-		for {
-			line, err := r.ReadBytes('\n')
-			if len(line) > 0 && line[len(line)-1] == '\n' {
-				c.receive(line[:len(line)-1])
-			}
-			if err != nil {
-				c.stop(err)
-				return
-			}
-		}
-	}()
-	tb.Cleanup(c.Close)
-	return c
+	return tcpClient(tb, conn, nil)
 }
 
 // DialUDP opens a UDP "connection" to s from a fresh local port.

@@ -6,7 +6,6 @@ package servertest
 // resource figures, and a Server value for a server in another process.
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,31 +46,7 @@ func (s *Server) DialWSPushes(tb testing.TB, query string, onPush func(Frame)) (
 	if err != nil {
 		return nil, err
 	}
-	var writeMu sync.Mutex
-	c := newClient(tb, "websocket", func(b []byte) error {
-		writeMu.Lock()
-		defer writeMu.Unlock()
-		_ = conn.SetWriteDeadline(time.Now().Add(DefaultTimeout))
-		return conn.WriteMessage(websocket.TextMessage, b)
-	}, conn.Close)
-	go func() {
-		for {
-			_, msg, err := conn.ReadMessage()
-			if err != nil {
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					c.mu.Lock()
-					c.CloseCode, c.CloseReason = ce.Code, ce.Text
-					c.mu.Unlock()
-				}
-				c.stop(err)
-				return
-			}
-			c.receiveTo(msg, onPush)
-		}
-	}()
-	tb.Cleanup(c.Close)
-	return c, nil
+	return wsClient(tb, conn, onPush), nil
 }
 
 // DialTCPPushes is DialWSPushes over TCP.
@@ -80,53 +55,7 @@ func (s *Server) DialTCPPushes(tb testing.TB, onPush func(Frame)) (*Client, erro
 	if err != nil {
 		return nil, err
 	}
-	var writeMu sync.Mutex
-	c := newClient(tb, "tcp", func(b []byte) error {
-		writeMu.Lock()
-		defer writeMu.Unlock()
-		_ = conn.SetWriteDeadline(time.Now().Add(DefaultTimeout))
-		_, err := conn.Write(append(b, '\n'))
-		return err
-	}, conn.Close)
-	go func() {
-		r := bufio.NewReaderSize(conn, 64<<10)
-		for {
-			line, err := r.ReadBytes('\n')
-			if len(line) > 0 && line[len(line)-1] == '\n' {
-				c.receiveTo(line[:len(line)-1], onPush)
-			}
-			if err != nil {
-				c.stop(err)
-				return
-			}
-		}
-	}()
-	tb.Cleanup(c.Close)
-	return c, nil
-}
-
-// receiveTo hands a reply to its waiter and anything else to onPush.
-func (c *Client) receiveTo(raw []byte, onPush func(Frame)) {
-	f, err := wire.Parse(raw, 0)
-	frame := Frame{Path: f.Path, ID: f.ID, Body: json.RawMessage(f.Body), At: time.Now()}
-	if err != nil {
-		frame = Frame{Path: "unparsed", Body: json.RawMessage(strconv.Quote(string(raw))), At: frame.At}
-	}
-	if frame.ID != "" {
-		c.mu.Lock()
-		w, ok := c.waiters[frame.Path+":"+frame.ID]
-		if ok {
-			delete(c.waiters, frame.Path+":"+frame.ID)
-			w <- frame
-		}
-		c.mu.Unlock()
-		if ok {
-			return
-		}
-	}
-	if onPush != nil {
-		onPush(frame)
-	}
+	return tcpClient(tb, conn, onPush), nil
 }
 
 // ErrClosed is returned by Call when the connection closed before the reply.

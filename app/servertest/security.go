@@ -1,12 +1,9 @@
 package servertest
 
 import (
-	"bufio"
-	"errors"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,31 +40,7 @@ func (s *Server) DialWSWith(tb testing.TB, d WSDial) (*Client, *http.Response, e
 	if err != nil {
 		return nil, resp, err
 	}
-	var writeMu sync.Mutex
-	c := newClient(tb, "websocket", func(b []byte) error {
-		writeMu.Lock()
-		defer writeMu.Unlock()
-		_ = conn.SetWriteDeadline(time.Now().Add(DefaultTimeout))
-		return conn.WriteMessage(websocket.TextMessage, b)
-	}, conn.Close)
-	go func() {
-		for {
-			_, msg, err := conn.ReadMessage()
-			if err != nil {
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					c.mu.Lock()
-					c.CloseCode, c.CloseReason = ce.Code, ce.Text
-					c.mu.Unlock()
-				}
-				c.stop(err)
-				return
-			}
-			c.receive(msg)
-		}
-	}()
-	tb.Cleanup(c.Close)
-	return c, resp, nil
+	return wsClient(tb, conn, nil), resp, nil
 }
 
 // ServerCloseReason is the reason the server gave in its close frame, once
@@ -85,29 +58,7 @@ func (s *Server) DialTCPFrom(tb testing.TB, localIP string) *Client {
 	if err != nil {
 		tb.Fatalf("dial tcp from %s: %v", localIP, err)
 	}
-	var writeMu sync.Mutex
-	c := newClient(tb, "tcp", func(b []byte) error {
-		writeMu.Lock()
-		defer writeMu.Unlock()
-		_ = conn.SetWriteDeadline(time.Now().Add(DefaultTimeout))
-		_, err := conn.Write(append(b, '\n'))
-		return err
-	}, conn.Close)
-	go func() {
-		r := bufio.NewReaderSize(conn, 64<<10)
-		for {
-			line, err := r.ReadBytes('\n')
-			if len(line) > 0 && line[len(line)-1] == '\n' {
-				c.receive(line[:len(line)-1])
-			}
-			if err != nil {
-				c.stop(err)
-				return
-			}
-		}
-	}()
-	tb.Cleanup(c.Close)
-	return c
+	return tcpClient(tb, conn, nil)
 }
 
 // HTTPClientFrom is an HTTP client whose connections come from localIP
