@@ -11,6 +11,8 @@ const TYPING_EVERY = 2000;
 const TYPING_SHOWN = 3000;
 const SYNC_ROUNDS = 20; // 20 x 500 messages; further behind, start over
 const MAX_UPLOAD = 10 * 1024 * 1024;
+const KEEP = 1000; // messages kept per conversation once it passes KEEP_MAX
+const KEEP_MAX = 1500;
 const CLOSE_TEXT = {
   4001: 'You were disconnected by an administrator.',
   4503: 'You are banned from this server.',
@@ -38,6 +40,7 @@ export function start({Client, ProtoError, R}) {
     toast: $('toast'),
   };
   const baseTitle = document.title;
+  let stuck = true; // the reader is at the bottom of the open conversation
 
   // ---- state ------------------------------------------------------------
 
@@ -147,21 +150,25 @@ export function start({Client, ProtoError, R}) {
     renderMe();
     setStatus('connecting');
 
-    await Promise.allSettled([loadUsers(gen), loadConversations(gen), loadGroups(gen)]);
-    if (gen !== S.gen) return;
-    renderConvList();
-    renderHeader();
-
-    const st = storeFor(S.conv);
-    if (!st.loaded) {
-      await loadNewest(S.conv, gen);
+    try {
+      await Promise.allSettled([loadUsers(gen), loadConversations(gen), loadGroups(gen)]);
+      if (gen !== S.gen) return;
+      renderConvList();
+      renderHeader();
+      if (!storeFor(S.conv).loaded) {
+        await loadNewest(S.conv, gen);
+        if (gen !== S.gen) return;
+      }
+      // Every message stored, edited or deleted while we were away.
+      S.freshSeq = false;
+      await syncAll(gen);
+      if (gen !== S.gen) return;
+    } catch (err) {
+      // A bug in the catch-up must not leave the page stuck: go on.
+      console.error('dce: catching up failed:', err);
       if (gen !== S.gen) return;
     }
-    // Every message stored, edited or deleted while we were away.
     S.freshSeq = false;
-    await syncAll(gen);
-    if (gen !== S.gen) return;
-
     S.ready = true;
     setStatus('open');
     pumpOutbox();
@@ -179,11 +186,14 @@ export function start({Client, ProtoError, R}) {
     }
     if (!info.reconnect && !client.running) {
       // Kicked, banned, over the limit, or logged out.
-      if (NO_RECONNECT_TEXT(info.code)) {
+      let text = CLOSE_TEXT[info.code] || (kick ? CLOSE_TEXT[4001] : '');
+      if (text && kick && kick.reason) text += ` Reason: ${kick.reason}`;
+      clearTimeout(kick && kick.timer);
+      kick = null;
+      if (text) {
         setStatus('offline');
-        showNotice(noticeReason || NO_RECONNECT_TEXT(info.code), 'Reconnect', () => {
+        showNotice(text, 'Reconnect', () => {
           hideNotice();
-          noticeReason = '';
           client.restart();
         });
       }
@@ -192,12 +202,15 @@ export function start({Client, ProtoError, R}) {
     setStatus('closed');
   }
 
-  let noticeReason = '';
-  function NO_RECONNECT_TEXT(code) { return CLOSE_TEXT[code] || ''; }
-
+  // im/kicked comes just before the server closes the connection with 4001
+  // (or 4503 for a ban). The close code may not survive the trip (an
+  // abrupt close reads as 1006), so the push alone stops the reconnecting.
+  let kick = null;
   client.on('im/kicked', (b) => {
-    const reason = typeof b.reason === 'string' && b.reason ? b.reason : '';
-    noticeReason = reason ? `You were disconnected: ${reason}` : '';
+    const reason = b && typeof b.reason === 'string' ? b.reason : '';
+    if (kick) clearTimeout(kick.timer);
+    kick = {reason, timer: setTimeout(() => { if (kick) client.stop(1000, 'kicked'); }, 2000)};
+    client.hold();
   });
 
   client.on('error', (b) => {
@@ -454,12 +467,23 @@ export function start({Client, ProtoError, R}) {
     st.byId.set(m.id, m);
     const at = sortedInsert(st.ids, m.id);
     if (m.conv === S.conv && st.loaded && !quiet) {
-      if (at === st.ids.length - 1) appendEl(m, at);
+      if (st.ids.length > KEEP_MAX && nearBottom()) { trim(st); renderConv(false); }
+      else if (at === st.ids.length - 1) appendEl(m, at);
       else renderConv(false);
+    } else if (m.conv !== S.conv && st.ids.length > KEEP_MAX) {
+      trim(st);
     }
     if (source !== 'load') clearTypingOf(m.conv, m.from && m.from.id);
     bumpConv(m, true, source);
     return true;
+  }
+
+  // trim keeps a long-open conversation to its newest messages; the older
+  // ones load again on scroll.
+  function trim(st) {
+    const drop = st.ids.splice(0, st.ids.length - KEEP);
+    for (const id of drop) st.byId.delete(id);
+    st.more = true;
   }
 
   function trackSeqFor(m, source) {
@@ -508,6 +532,7 @@ export function start({Client, ProtoError, R}) {
   function scrollBottom() {
     dom.messages.scrollTop = dom.messages.scrollHeight;
     dom.jump.hidden = true;
+    stuck = true;
   }
 
   function tickFor(m) {
@@ -651,8 +676,8 @@ export function start({Client, ProtoError, R}) {
     let body;
     if (m.deleted) body = 'message deleted';
     else if (m.text) body = m.text;
-    else if (m.kind === 'image') body = '🖼 Picture';
-    else if (m.file && m.file.name) body = `📎 ${m.file.name}`;
+    else if (m.kind === 'image') body = 'Picture';
+    else if (m.file && m.file.name) body = `File: ${m.file.name}`;
     else body = m.kind || '';
     body = body.replace(/\s+/g, ' ');
     if (body.length > 140) body = body.slice(0, 140) + '…';
@@ -900,6 +925,16 @@ export function start({Client, ProtoError, R}) {
     }
   });
   window.addEventListener('online', () => client.retryNow());
+  // A page kept in the back/forward cache must not keep its connection (a
+  // frozen page would hold a place and let the server queue pushes for it):
+  // close it, and catch up when the page comes back.
+  let frozen = false;
+  window.addEventListener('pagehide', (e) => {
+    if (e.persisted && client.running) { frozen = true; client.stop(1000, 'page hidden'); }
+  });
+  window.addEventListener('pageshow', (e) => {
+    if (e.persisted && frozen) { frozen = false; client.restart(); }
+  });
 
   // ---- sending -------------------------------------------------------------
 
@@ -1024,10 +1059,23 @@ export function start({Client, ProtoError, R}) {
     sendComposer();
     if (!narrow()) dom.text.focus();
   });
+  // Enter sends, Shift+Enter is a newline. Some synthetic keyboards (the
+  // DevTools protocol's) send the character of a key as its own event that
+  // the keydown's preventDefault does not cancel: the line break that
+  // follows a handled Enter is swallowed until the key comes up.
+  let swallowBreak = 0;
   dom.text.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
       e.preventDefault();
+      swallowBreak = Date.now();
       sendComposer();
+    }
+  });
+  dom.text.addEventListener('keyup', (e) => { if (e.key === 'Enter') swallowBreak = 0; });
+  dom.text.addEventListener('beforeinput', (e) => {
+    if (swallowBreak && Date.now() - swallowBreak < 1000 &&
+        (e.inputType === 'insertLineBreak' || e.inputType === 'insertParagraph')) {
+      e.preventDefault();
     }
   });
   dom.text.addEventListener('input', () => {
@@ -1057,9 +1105,15 @@ export function start({Client, ProtoError, R}) {
   });
 
   dom.messages.addEventListener('scroll', () => {
+    stuck = nearBottom();
     if (dom.messages.scrollTop < 120) loadOlder();
-    if (nearBottom()) dom.jump.hidden = true;
+    if (stuck) dom.jump.hidden = true;
   }, {passive: true});
+  // When the view changes size (a phone keyboard opens, the window is
+  // resized), a reader who was at the bottom stays there.
+  if (typeof ResizeObserver === 'function') {
+    new ResizeObserver(() => { if (stuck) dom.messages.scrollTop = dom.messages.scrollHeight; }).observe(dom.messages);
+  }
   dom.jump.addEventListener('click', scrollBottom);
 
   // ---- files ---------------------------------------------------------------
@@ -1165,6 +1219,7 @@ export function start({Client, ProtoError, R}) {
   dom.logout.addEventListener('click', async () => {
     dom.logout.disabled = true;
     const uid = S.me ? S.me.id : 0;
+    if (S.me) dom.nickname.value = S.me.nickname;
     try {
       await fetch('/im/logout', {
         method: 'POST', headers: {'Content-Type': 'application/json'}, credentials: 'same-origin', body: '{}',
@@ -1202,6 +1257,7 @@ export function start({Client, ProtoError, R}) {
     dom.me.textContent = '';
     dom.meAvatar.replaceChildren();
     document.title = baseTitle;
+    setStatus('closed');
     hideNotice();
     if (dom.profile.open) dom.profile.close();
   }

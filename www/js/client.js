@@ -86,6 +86,12 @@ export class Client {
     this.connect();
   }
 
+  // hold keeps the current connection but does not reconnect once it
+  // closes (the server said it is about to close it for good).
+  hold() {
+    this.running = false;
+  }
+
   // retryNow skips the rest of a backoff wait (the browser came back online
   // or the page became visible).
   retryNow() {
@@ -173,7 +179,9 @@ export class Client {
     if (!ws) return;
     this.ws = null;
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-    try { ws.close(code, reason); } catch { /* already closing */ }
+    // A page may only use 1000 and 3000-4999; anything else closes as 1000.
+    const c = code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000;
+    try { ws.close(c, reason); } catch { try { ws.close(); } catch { /* closing already */ } }
     this.closed(code, reason, true, noSchedule);
   }
 

@@ -226,14 +226,16 @@ function fileBlock(kind, file) {
   a.href = url;
   a.download = name;
   a.rel = 'noopener noreferrer';
-  a.append(el('span', 'file-icon', '📎'));
+  // The file's type as a small text badge: no icon font, no SVG in messages.
+  const ext = /\.([A-Za-z0-9]{1,4})$/.exec(name);
+  a.append(el('span', 'file-icon', ext ? ext[1].toUpperCase() : 'FILE'));
   a.append(textEl('span', 'file-name', name));
   a.append(el('span', 'file-size', fileSize(file.size)));
   box.append(a);
   return box;
 }
 
-// message builds one .msg element. ctx: {own, cont, seen, tick}.
+// message builds one .msg element. ctx: {own, cont, tick} (see setTick).
 // A pending message (not acknowledged yet) has no id; it carries its cid.
 export function message(m, ctx = {}) {
   const from = m.from || {};
