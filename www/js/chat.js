@@ -1143,8 +1143,10 @@ export function start({Client, ProtoError, R}) {
     return 'file';
   }
 
-  dom.attach.addEventListener('click', () => dom.fileInput.click());
-  dom.fileInput.addEventListener('change', async () => {
+  // Uploads (POST /upload) are not served yet, so the page has no attach
+  // button and this stays dormant until ui.html offers one again.
+  if (dom.attach && dom.fileInput) dom.attach.addEventListener('click', () => dom.fileInput.click());
+  if (dom.fileInput) dom.fileInput.addEventListener('change', async () => {
     const file = dom.fileInput.files && dom.fileInput.files[0];
     dom.fileInput.value = '';
     if (!file) return;
@@ -1382,8 +1384,9 @@ export function start({Client, ProtoError, R}) {
       dom.profileSave.disabled = false;
     }
   });
-  dom.profileAvatarBtn.addEventListener('click', () => dom.profileAvatarInput.click());
-  dom.profileAvatarInput.addEventListener('change', async () => {
+  // Like the attach button: dormant until ui.html offers a picture upload.
+  if (dom.profileAvatarBtn && dom.profileAvatarInput) dom.profileAvatarBtn.addEventListener('click', () => dom.profileAvatarInput.click());
+  if (dom.profileAvatarBtn && dom.profileAvatarInput) dom.profileAvatarInput.addEventListener('change', async () => {
     const file = dom.profileAvatarInput.files && dom.profileAvatarInput.files[0];
     dom.profileAvatarInput.value = '';
     if (!file) return;
