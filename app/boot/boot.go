@@ -68,6 +68,7 @@ type Server struct {
 	Router   *node.Router
 
 	live    atomic.Pointer[transport.Live]
+	shared  *transport.Options
 	http    *transport.HTTP
 	tcp     *transport.TCP
 	udp     *transport.UDP
@@ -170,6 +171,7 @@ func (s *Server) wire() {
 		FrameTimeout:   cfg.Transport.FrameTimeout.Duration,
 		UDPPeerTimeout: cfg.Transport.UDPPeerTimeout.Duration, UDPPeers: cfg.Limits.UDPPeers,
 		Secure: cfg.Server.Secure, TrustedProxies: cfg.Server.TrustedProxies}
+	s.shared = topts
 	ui := controller.NewImUi(Version)
 	s.http = transport.NewHTTP(topts, transport.HTTPOptions{ReadTimeout: cfg.Transport.HTTPReadTimeout.Duration,
 		Static: www.FS, Page: ui.Render, Healthy: s.healthy})
@@ -245,6 +247,11 @@ func (s *Server) Close(ctx context.Context) error {
 		go func() { _ = s.http.Shutdown(4 * time.Second); close(httpDone) }()
 		s.Hub.Shutdown(deadline, hub.CloseGoingAway, "server shutting down")
 		<-httpDone
+		// Connection goroutines finish their last store calls (logout on
+		// close) before the store closes.
+		for s.shared.Active() > 0 && deadline.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
 		_ = s.udp.Close()
 		s.tcp.Wait()
 		s.served.Wait()

@@ -128,8 +128,11 @@ func (c *Conn) Close(code int, reason string) {
 func (c *Conn) Abort() {
 	c.mu.Lock()
 	c.graceful = false
+	done := c.finished && !c.writing
 	c.mu.Unlock()
-	c.sink.Abort()
+	if !done { // once finished, the transport may have released the socket
+		c.sink.Abort()
+	}
 }
 
 func (c *Conn) startCloseLocked(code int, reason string, graceful bool) {

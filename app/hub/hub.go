@@ -91,6 +91,14 @@ func (h *Hub) Admit(ip string, anonymous bool) error {
 	return h.admitLocked(ip, anonymous)
 }
 
+// OverAnonCap reports whether ip holds more connections without a login
+// than the cap allows.
+func (h *Hub) OverAnonCap(ip string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.opts.MaxAnonPerIP > 0 && h.anonByIP[ip] > h.opts.MaxAnonPerIP
+}
+
 func (h *Hub) admitLocked(ip string, anonymous bool) error {
 	switch {
 	case h.closing:
@@ -243,7 +251,7 @@ func (h *Hub) graceOver(user int64, gen uint64) {
 	defer h.presenceMu.Unlock()
 	h.mu.Lock()
 	u := h.users[user]
-	if u == nil || u.graceGen != gen || len(u.conns) > 0 {
+	if h.closing || u == nil || u.graceGen != gen || len(u.conns) > 0 {
 		h.mu.Unlock()
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -52,11 +53,6 @@ func NewHTTP(o *Options, h HTTPOptions) *HTTP {
 		BodyLimit:             o.Router.MaxFrame(),
 		ReadBufferSize:        8 << 10, // also the most request headers may take: more gets 431
 		ErrorHandler:          errorHandler,
-	}
-	if len(o.TrustedProxies) > 0 {
-		cfg.ProxyHeader = fiber.HeaderXForwardedFor
-		cfg.EnableTrustedProxyCheck = true
-		cfg.TrustedProxies = o.TrustedProxies
 	}
 	t := &HTTP{Options: o, app: fiber.New(cfg), ws: NewWebSocket(o)}
 	// Without this, closing a hijacked (WebSocket) connection from another
@@ -144,7 +140,7 @@ func (t *HTTP) callNode(c *fiber.Ctx) error {
 	} else if !utf8.Valid(body) || !json.Valid(body) {
 		return writeError(c, node.Errorf(node.CodeBadFrame, "the body is not valid JSON"))
 	}
-	peer := &httpPeer{c: c, ip: c.IP(), secure: t.Secure}
+	peer := &httpPeer{c: c, ip: t.clientIP(c), secure: t.Secure}
 	if sid != "" {
 		if s, err := t.Sessions.Get(c.UserContext(), sid); err == nil {
 			peer.session = s
@@ -165,16 +161,19 @@ func (t *HTTP) callNode(c *fiber.Ctx) error {
 }
 
 // credentials finds the request's sid. A Bearer token is explicit and needs
-// no Origin. The cookie is ambient, so a request carrying it must come from
-// this origin (or an allowed one) and say it is JSON, which no cross-site
-// form can. status is 0, or the status that refuses a request failing those
-// checks: 403 when it is cross-site, 415 when it does not say it is JSON.
+// no Origin. A request from a browser (it carries the cookie, an Origin or
+// Sec-Fetch-Site) must come from this origin (or an allowed one) and say it
+// is JSON, which no cross-site form can: that keeps other sites from using
+// the cookie, and from logging a visitor in to an account of theirs (login
+// sets the cookie). A plain client such as curl sends none of those and is
+// let through. status is 0, or the status that refuses the request: 403
+// when it is cross-site, 415 when it does not say it is JSON.
 func (t *HTTP) credentials(c *fiber.Ctx) (sid string, status int) {
 	if auth := c.Get(fiber.HeaderAuthorization); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
 		return strings.TrimSpace(auth[7:]), 0
 	}
 	sid = c.Cookies(cookieName)
-	if sid == "" {
+	if sid == "" && c.Get(fiber.HeaderOrigin) == "" && c.Get("Sec-Fetch-Site") == "" {
 		return "", 0
 	}
 	if !originAllowed(c.Get(fiber.HeaderOrigin), c.Hostname(), t.Live.Load().AllowedOrigins) ||
@@ -245,4 +244,49 @@ func (p *httpPeer) SetSession(s *model.Session) error {
 	}
 	p.c.Cookie(cookie)
 	return nil
+}
+
+// clientIP is the address a request came from: the peer's own, unless the
+// peer is a trusted proxy; then the right-most X-Forwarded-For entry that is
+// not itself a trusted proxy (entries to its left are the client's word and
+// are never believed).
+func (o *Options) clientIP(c *fiber.Ctx) string {
+	peer := c.Context().RemoteIP().String()
+	if !o.trustedProxy(peer) {
+		return peer
+	}
+	hops := strings.Split(c.Get(fiber.HeaderXForwardedFor), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		addr, err := netip.ParseAddr(hop)
+		if err != nil {
+			break
+		}
+		if !o.trustedProxy(addr.Unmap().String()) {
+			return addr.Unmap().String()
+		}
+	}
+	return peer
+}
+
+// trustedProxy reports whether ip is listed in trusted_proxies (addresses
+// or CIDR prefixes).
+func (o *Options) trustedProxy(ip string) bool {
+	if len(o.TrustedProxies) == 0 {
+		return false
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, t := range o.TrustedProxies {
+		if prefix, err := netip.ParsePrefix(t); err == nil && prefix.Contains(addr) {
+			return true
+		}
+		if a, err := netip.ParseAddr(t); err == nil && a.Unmap() == addr {
+			return true
+		}
+	}
+	return false
 }

@@ -48,7 +48,13 @@ type Options struct {
 	UDPPeers       int
 	Secure         bool     // Secure cookies and HSTS
 	TrustedProxies []string // whose X-Forwarded-For to believe
+
+	active atomic.Int64 // connection goroutines still winding down
 }
+
+// Active is how many connection goroutines have not yet finished; shutdown
+// waits for none before it closes the store.
+func (o *Options) Active() int64 { return o.active.Load() }
 
 // badFrames counts a peer's bad frames in a one-minute window.
 type badFrames struct {
@@ -90,6 +96,12 @@ func (o *Options) resume(ctx context.Context, c *hub.Conn, sid string) {
 	if err == nil {
 		return
 	}
+	// It came in past the anonymous cap on the strength of its sid; a sid
+	// that logs nobody in must not be a way around the cap.
+	if c.Session() == nil && o.Hub.OverAnonCap(c.RemoteIP()) {
+		c.Close(hub.ClosePolicy, hub.ErrTooManyAnon.Error())
+		return
+	}
 	e, _ := node.AsError(err)
 	switch e.Code {
 	case node.CodeForbidden:
@@ -106,13 +118,14 @@ func (o *Options) resume(ctx context.Context, c *hub.Conn, sid string) {
 
 func isBan(e *node.Error) bool { return len(e.Message) >= 6 && e.Message[:6] == "banned" }
 
-// finish ends a connection after its reader stopped.
+// finish ends a connection after its reader stopped. The session is told
+// before the hub lets the connection go, so that shutdown, which waits for
+// the hub to empty, never closes the store under it.
 func (o *Options) finish(c *hub.Conn) {
-	sess := c.Session()
-	c.Finish()
-	if sess != nil {
+	if sess := c.Session(); sess != nil {
 		o.Sessions.Disconnected(context.Background(), sess, o.Live.Load().LogoutOnClose)
 	}
+	c.Finish()
 }
 
 // hostIP is the IP part of a network address.

@@ -96,8 +96,10 @@ func (t *TCP) Serve() {
 			continue
 		}
 		t.wg.Add(1)
+		t.active.Add(1)
 		go func() {
 			defer t.wg.Done()
+			defer t.active.Add(-1)
 			t.serveConn(nc)
 		}()
 	}

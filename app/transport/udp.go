@@ -262,7 +262,12 @@ func (s *udpSink) Ping() error { return nil }
 // Close is the hub closing the peer (a kick, a shutdown): the peer is
 // ended from another goroutine, since Finish waits for this writer.
 func (s *udpSink) Close(code int, reason string) {
-	go s.peer.udp.end(s.peer)
+	u := s.peer.udp
+	u.active.Add(1)
+	go func() {
+		defer u.active.Add(-1)
+		u.end(s.peer)
+	}()
 }
 
 func (s *udpSink) Abort() {}

@@ -76,7 +76,7 @@ func (ws *WebSocket) Upgrade(c *fiber.Ctx) error {
 	if sid == "" {
 		sid = c.Cookies(cookieName)
 	}
-	ip := c.IP()
+	ip := ws.clientIP(c)
 	if err := ws.Hub.Admit(ip, sid == ""); err != nil {
 		return fiber.NewError(fiber.StatusServiceUnavailable, err.Error())
 	}
@@ -120,6 +120,8 @@ func originAllowed(origin, host string, allowed []string) bool {
 // serve runs in the library's goroutine after the upgrade; it is the
 // connection's reader and returns only after the writer has exited.
 func (ws *WebSocket) serve(wc *websocket.Conn) {
+	ws.active.Add(1)
+	defer ws.active.Add(-1)
 	defer wc.Close() // with KeepHijackedConns the socket is ours to close
 	ip, _ := wc.Locals(localIP).(string)
 	sid, _ := wc.Locals(localSID).(string)

@@ -49,7 +49,13 @@ func (s *Service) Login(ctx context.Context, peer node.Peer, nickname, password,
 		{"a|" + ip, lim.FailedLoginsPerAddress},
 		{"n|" + fold, lim.FailedLoginsPerNickname},
 	}
-	for _, k := range keys {
+	// The overall per-nickname limit binds only an address that has failed
+	// for this nickname itself: others' failures never lock the owner out.
+	ownFailures := s.failures.count(keys[0].key, now) > 0
+	for i, k := range keys {
+		if i == 2 && !ownFailures {
+			continue
+		}
 		if wait, blocked := s.failures.blocked(k.key, k.limit, now); blocked {
 			return LoginResult{}, node.RateLimited(wait, "too many failed logins; try again later")
 		}
@@ -245,6 +251,9 @@ func (s *Service) GrantAdmin(ctx context.Context, nickname string) (model.User, 
 // Profile changes the caller's brief (and avatar, once uploads exist) and
 // tells everyone online.
 func (s *Service) Profile(ctx context.Context, user int64, brief, avatar *string) (model.User, error) {
+	if err := s.allowUpdate(user); err != nil {
+		return model.User{}, err
+	}
 	acct, err := s.account(ctx, user)
 	if err != nil {
 		return model.User{}, err

@@ -206,6 +206,9 @@ func (s *Service) Read(ctx context.Context, user int64, with string, id int64) e
 	if id <= 0 {
 		return node.Errorf(node.CodeBadRequest, "id must be a message id")
 	}
+	if err := s.allowUpdate(user); err != nil {
+		return err
+	}
 	key, err := s.convKey(ctx, user, with)
 	if err != nil {
 		return err

@@ -34,6 +34,13 @@ func (w *windowLimiter) blocked(key string, limit int, now time.Time) (time.Dura
 	return ev[len(ev)-limit].Add(w.window).Sub(now), true
 }
 
+// count is how many events key has in the window.
+func (w *windowLimiter) count(key string, now time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pruneLocked(key, now))
+}
+
 // add records an event for key, keeping at most keep of them.
 func (w *windowLimiter) add(key string, keep int, now time.Time) {
 	w.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"dce/app/hub"
+	"dce/app/node"
 	"dce/app/session"
 	"dce/app/wire"
 	"dce/common/config"
@@ -73,7 +74,8 @@ type Service struct {
 	signups  *windowLimiter // registrations per address
 	sends    *userLimiter
 	typing   *userLimiter
-	users    sync.Map // int64 -> model.Account: the accounts of recent senders
+	updates  *userLimiter // read marks and profile changes, which push to others
+	users    sync.Map     // int64 -> model.Account: the accounts of recent senders
 	sent     atomic.Uint64
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -100,6 +102,7 @@ func New(d Deps, cfg config.Config) *Service {
 		signups:  newWindowLimiter(time.Hour),
 		sends:    newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
 		typing:   newUserLimiter(cfg.Limits.TypingPerSecond, cfg.Limits.TypingPerSecond),
+		updates:  newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
 		stop:     make(chan struct{}),
 		started:  d.Now(),
 	}
@@ -121,6 +124,7 @@ func (s *Service) Reload(l config.Limits) {
 	s.limits.Store(&l)
 	s.sends.setRate(l.MessagesPerSecond, l.MessageBurst)
 	s.typing.setRate(l.TypingPerSecond, l.TypingPerSecond)
+	s.updates.setRate(l.MessagesPerSecond, l.MessageBurst)
 }
 
 // Close stops the janitor.
@@ -139,6 +143,7 @@ func (s *Service) janitor() {
 			s.signups.sweep(now)
 			s.sends.sweep(now)
 			s.typing.sweep(now)
+			s.updates.sweep(now)
 		}
 	}
 }
@@ -155,6 +160,14 @@ func (s *Service) account(ctx context.Context, id int64) (model.Account, error) 
 	}
 	s.users.Store(id, a)
 	return a, nil
+}
+
+// allowUpdate rate-limits a change that pushes to other users.
+func (s *Service) allowUpdate(user int64) error {
+	if wait, ok := s.updates.allow(user, s.Now()); !ok {
+		return node.RateLimited(wait, "too many changes; slow down")
+	}
+	return nil
 }
 
 // forget drops a cached account after it changed.
