@@ -102,19 +102,47 @@ func (c *Cache) Get(ctx context.Context, sid string) (*model.Session, error) {
 	}
 	s := &model.Session{SID: sid, UserID: userID, Created: created, Expires: expires}
 	c.put(key[:], s)
+	// A Delete may have run between the store read and the put; its
+	// tombstone, written before it deleted anything, says so.
+	if c.ended(key[:], s) {
+		c.fc.Del(key[:])
+		return nil, ErrNoSession
+	}
 	c.refills.Add(1)
 	return s, nil
+}
+
+// tombstoneSeconds is how long a deletion is remembered: longer than any
+// store read that could have begun before it.
+const tombstoneSeconds = 60
+
+func sessionTombstone(key []byte) []byte { return append([]byte("ended-sid:"), key...) }
+
+func userTombstone(userID int64) []byte {
+	return binary.LittleEndian.AppendUint64([]byte("ended-user:"), uint64(userID))
+}
+
+// ended reports whether s was deleted, alone or with all its user's
+// sessions, after it was read.
+func (c *Cache) ended(key []byte, s *model.Session) bool {
+	if _, err := c.fc.Get(sessionTombstone(key)); err == nil {
+		return true
+	}
+	v, err := c.fc.Get(userTombstone(s.UserID))
+	return err == nil && len(v) == 8 && s.Created.UnixMilli() <= int64(binary.LittleEndian.Uint64(v))
 }
 
 // Delete ends the session sid.
 func (c *Cache) Delete(ctx context.Context, sid string) error {
 	key := hashKey(sid)
+	_ = c.fc.Set(sessionTombstone(key[:]), nil, tombstoneSeconds)
 	c.fc.Del(key[:])
 	return c.store.DeleteSession(ctx, hex.EncodeToString(key[:]))
 }
 
 // DeleteUser ends every session of user (a ban, a password change).
 func (c *Cache) DeleteUser(ctx context.Context, userID int64) error {
+	_ = c.fc.Set(userTombstone(userID), binary.LittleEndian.AppendUint64(nil, uint64(c.now().UnixMilli())), tombstoneSeconds)
 	hashes, err := c.store.DeleteUserSessions(ctx, userID)
 	for _, h := range hashes {
 		if key, decodeErr := hex.DecodeString(h); decodeErr == nil {
