@@ -153,3 +153,31 @@ func TestUpdatesRateLimited(t *testing.T) {
 	}
 	t.Logf("updates: %d of 40 profile changes rate_limited", limited)
 }
+
+// TestSIDsNeverLogged: with debug logging, a session's whole life (login on
+// every transport, resume by ?sid=, Bearer, a bad sid, logout) leaves
+// neither the sid nor the password in the logs.
+func TestSIDsNeverLogged(t *testing.T) {
+	s := servertest.Start(t, func(c *config.Config) { c.Server.LogLevel = "debug" })
+	const password = "a secret password"
+	tcp := s.DialTCP(t)
+	sid := tcp.Login("quiet", password)
+	ws := s.DialWS(t, "sid="+sid, nil)
+	ws.OK("im/signer", nil, nil)
+	udp := s.DialUDP(t)
+	udp.OK("im/resume", map[string]string{"sid": sid}, nil)
+	s.Post(t, "im/send", `{"to":"room:lobby","text":"hi"}`, "Authorization", "Bearer "+sid)
+	tcp.Request("im/resume", map[string]string{"sid": "not-a-real-session-id!"})
+	tcp.Request("im/login", map[string]string{"nickname": "quiet", "password": "wrong " + password})
+	ws.OK("im/logout", nil, nil)
+	s.Close()
+	logs := s.Logs.String()
+	if logs == "" {
+		t.Fatal("nothing was logged at debug level; the check would prove nothing")
+	}
+	for _, secret := range []string{sid, password} {
+		if strings.Contains(logs, secret) {
+			t.Fatalf("a secret appears in the logs: %q", secret)
+		}
+	}
+}
