@@ -98,10 +98,10 @@ func (c *Conn) Enqueue(frame []byte) bool {
 	}
 	if c.queuedBytes+len(frame) > c.hub.opts.QueueBytes || len(c.queue) >= c.hub.opts.QueueFrames {
 		queued := c.queuedBytes // read under the lock, before the close empties the queue
+		c.hub.slowClosed.Add(1) // counted before the close can complete
 		c.startCloseLocked(CloseTooSlow, "too slow: send queue overflowed", false)
 		c.mu.Unlock()
 		c.sink.Abort()
-		c.hub.slowClosed.Add(1)
 		c.hub.log.Warn("slow connection closed", "conn", c.id, "transport", c.transport.String(), "queued_bytes", queued)
 		return false
 	}
@@ -202,6 +202,9 @@ func (c *Conn) writeLoop() {
 		// closing met a peer that took no data for the whole write
 		// timeout: as slow as one whose queue overflows, and counted so.
 		timedOut := err != nil && !c.closing && isTimeout(err)
+		if timedOut {
+			c.hub.slowClosed.Add(1) // counted before the close can complete
+		}
 		if err != nil && !c.closing {
 			c.startCloseLocked(closeAbnormalNoSend, "", false)
 		} else if err != nil {
@@ -209,7 +212,6 @@ func (c *Conn) writeLoop() {
 		}
 		c.mu.Unlock()
 		if timedOut {
-			c.hub.slowClosed.Add(1)
 			c.hub.log.Warn("slow connection closed", "conn", c.id, "transport", c.transport.String(), "reason", "write timeout")
 		}
 	}

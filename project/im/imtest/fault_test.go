@@ -63,6 +63,12 @@ func TestF5SlowConsumer(t *testing.T) {
 		// 4 MiB, which these senders take about 100 s to fill before the
 		// queue sees anything (the pong wait closes the reader first).
 		c.Transport.SendBufferBytes = 64 << 10
+		// What F5 measures is whether one stalled reader slows the others.
+		// On this VM a single fsync now and then takes 100-600 ms, and with
+		// ~50 acks that one commit is the p99; NORMAL (no fsync per commit)
+		// keeps the disk out of a figure that is not about the disk. L2 and
+		// F1 keep FULL.
+		c.Store.Synchronous = "NORMAL"
 	})
 	n := 1 + senders + readers // user 0 is the slow one
 	sids, ids := make([]string, n), make([]int64, n)
@@ -142,11 +148,16 @@ func TestF5SlowConsumer(t *testing.T) {
 	start := time.Now()
 	var filled, closed time.Time
 	for time.Since(start) < 60*time.Second && closed.IsZero() {
-		if filled.IsZero() && s.Status().SlowClosed > slowBefore {
+		if filled.IsZero() && s.Hub.Stats().SlowClosed > slowBefore {
 			filled = time.Now()
 		}
 		if len(s.Hub.UserConns(ids[0])) == 0 {
 			closed = time.Now()
+			// The overflow is counted before the close begins, but the whole
+			// close can fit between two polls: then it filled just now.
+			if filled.IsZero() && s.Hub.Stats().SlowClosed > slowBefore {
+				filled = closed
+			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
