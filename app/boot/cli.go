@@ -7,11 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -109,8 +111,8 @@ func (k *Kernel) Start(ctx *node.Context) (any, error) {
 	if err != nil {
 		return nil, cliError(err)
 	}
-	fmt.Fprintf(ctx.Out, "dce %s: http://%s  tcp %s  udp %s  (pid %d)\n", Version, srv.httpLn.Addr(), srv.tcpLn.Addr(),
-		srv.udpConn.LocalAddr(), os.Getpid())
+	fmt.Fprintf(ctx.Out, "dce %s: open http://%s  (tcp %s, udp %s, pid %d)\n", Version, browsable(srv.httpLn.Addr()),
+		srv.tcpLn.Addr(), srv.udpConn.LocalAddr(), os.Getpid())
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(signals)
@@ -332,3 +334,13 @@ func (cliPeer) Transport() node.Method          { return node.CLI }
 func (cliPeer) RemoteIP() string                { return "local" }
 func (cliPeer) Session() *model.Session         { return nil }
 func (cliPeer) SetSession(*model.Session) error { return nil }
+
+// browsable is an address a browser on this machine can open: a server
+// listening on every interface is reached at 127.0.0.1.
+func browsable(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return addr.String()
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
+}
