@@ -71,7 +71,10 @@ func trimSpace(s string) string {
 // NormalizeNickname accepted. A Caser keeps state, so each call makes one.
 func FoldNickname(s string) string {
 	folded := cases.Fold().String(norm.NFKC.String(s))
-	return norm.NFKC.String(strings.Map(foldCherokee, folded))
+	// NFKC can turn a character into a space plus a combining mark (U+2017
+	// becomes " \u0333"): trim as NormalizeNickname does, so that a name
+	// and its compatibility form collide.
+	return trimSpace(norm.NFKC.String(strings.Map(foldCherokee, folded)))
 }
 
 // foldCherokee finishes x/text's fold for Cherokee, which it swaps instead
