@@ -489,7 +489,9 @@ func TestL5Churn(t *testing.T) {
 		cyclesPerS = 100
 		duration   = 10 * time.Second
 	)
-	s := servertest.Start(t)
+	// Like L2, L5 measures what churn does to others, not the disk: see
+	// TestL2LobbyFanOut on fsync stalls and synchronous=NORMAL.
+	s := servertest.Start(t, func(c *config.Config) { c.Store.Synchronous = "NORMAL" })
 	sids, ids := make([]string, stable+churners), make([]int64, stable+churners)
 	loadParallel(t, stable+churners, 8, func(i int) (err error) {
 		sids[i], ids[i], err = loadLogin(s, fmt.Sprintf("l5-%d", i))
