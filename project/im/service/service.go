@@ -49,9 +49,7 @@ type Bus interface {
 // Hub is what the chat asks of the live connections.
 type Hub interface {
 	Online() []hub.Online
-	Places(user int64) (int, bool)
 	EndSession(user int64, sid string)
-	Kick(user int64, frame []byte, code int, reason string) int
 	Stats() hub.Stats
 }
 
