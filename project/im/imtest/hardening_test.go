@@ -18,7 +18,9 @@ func TestJunkSIDDoesNotBypassAnonCap(t *testing.T) {
 	s := servertest.Start(t, func(c *config.Config) { c.Limits.AnonConnectionsPerIP = 2 })
 	var open []*servertest.Client
 	for i := 0; i < 2; i++ {
-		open = append(open, s.DialWS(t, "", nil))
+		c := s.DialWS(t, "", nil)
+		c.OK("ping", nil, nil) // answered, so the server has registered it
+		open = append(open, c)
 	}
 	junk := s.DialWS(t, "sid=AAAAAAAAAAAAAAAAAAAAAA", nil)
 	if !junk.WaitClosed(5 * time.Second) {
