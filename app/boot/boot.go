@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -55,6 +56,7 @@ type Options struct {
 
 // Server is a running server.
 type Server struct {
+	pprof    *http.Server // net/http/pprof on server.pprof_addr, or nil
 	cfg      config.Config
 	opts     Options
 	Log      *slog.Logger
@@ -113,6 +115,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 			return nil, err
 		}
 	}
+	if err := s.servePprof(); err != nil {
+		return nil, err
+	}
 	s.serve()
 	s.Log.Info("server started", "http", s.httpLn.Addr().String(), "tcp", s.tcpLn.Addr().String(),
 		"udp", s.udpConn.LocalAddr().String(), "store", cfg.StorePath(), "synchronous", cfg.Store.Synchronous)
@@ -155,7 +160,8 @@ func (s *Server) wire() {
 	var chat *service.Service
 	s.Hub = hub.New(hub.Options{
 		QueueBytes: cfg.Transport.QueueBytes, QueueFrames: cfg.Transport.QueueFrames,
-		WriteTimeout: cfg.Transport.WriteTimeout.Duration, MaxConns: maxConnections(cfg.Limits.MaxConnections),
+		WriteTimeout: cfg.Transport.WriteTimeout.Duration, WriteDelay: cfg.Transport.WriteDelay.Duration,
+		MaxConns:        maxConnections(cfg.Limits.MaxConnections),
 		MaxConnsPerUser: cfg.Limits.ConnectionsPerUser, MaxAnonPerIP: cfg.Limits.AnonConnectionsPerIP,
 		PresenceGrace: cfg.Session.PresenceGrace.Duration, Log: s.Log,
 		OnPresence: func(user int64, online bool, places int) { chat.PresenceChanged(user, online, places) },
@@ -256,6 +262,9 @@ func (s *Server) Close(ctx context.Context) error {
 		s.tcp.Wait()
 		s.served.Wait()
 		s.Chat.Close()
+		if s.pprof != nil {
+			_ = s.pprof.Close()
+		}
 		s.closeErr = s.Store.Close()
 		if s.control != nil {
 			_ = s.control.Close()

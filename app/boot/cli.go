@@ -35,13 +35,13 @@ type Kernel struct {
 
 // Nodes are the kernel's rows of the node table.
 func (k *Kernel) Nodes() []node.Node {
-	return node.Group(node.Node{Methods: node.CLI, Auth: node.Public},
+	return append(node.Group(node.Node{Methods: node.CLI, Auth: node.Public},
 		node.Node{Path: "websocket/start", Name: "Run the server: [-host H] [-port P] [-tcp_port P] [-udp_port P] [-config FILE] [-daemon]", Do: k.Start},
 		node.Node{Path: "websocket/stop", Name: "Stop the running server gracefully (clients get 1001)", Do: k.Stop},
 		node.Node{Path: "websocket/reload", Name: "Re-read the settings that can change while running", Do: k.Reload},
 		node.Node{Path: "websocket/status", Name: "The running server's figures, as JSON", Do: k.Status},
 		node.Node{Path: "help", Name: "This table", Do: k.Help},
-	)
+	), k.benchNodes()...)
 }
 
 // startFlags are websocket/start's flags, which override the configuration.

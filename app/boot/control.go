@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"dce/app/control"
@@ -32,6 +33,7 @@ type Status struct {
 	Goroutines       int     `json:"goroutines"`
 	RSSBytes         uint64  `json:"rss_bytes"`
 	HeapInUseBytes   uint64  `json:"heap_inuse_bytes"`
+	CPUSeconds       float64 `json:"cpu_s"` // user + system CPU time of the process
 	StoreSynchronous string  `json:"store_synchronous"`
 }
 
@@ -48,7 +50,8 @@ func (s *Server) Status() Status {
 		HTTP: httpAddr, TCP: tcpAddr, UDP: udpAddr, Connections: hs.Connections, OnlineUsers: hs.Online,
 		MessagesPerS: s.rate.perSecond(cs.Sent), MessagesSent: cs.Sent, SlowClosed: hs.SlowClosed,
 		SessionsCached: ss.Entries, SessionRefills: ss.Refills, Goroutines: runtime.NumGoroutine(),
-		RSSBytes: controller.RSS(), HeapInUseBytes: ms.HeapInuse, StoreSynchronous: s.cfg.Store.Synchronous}
+		RSSBytes: controller.RSS(), HeapInUseBytes: ms.HeapInuse, CPUSeconds: cpuSeconds(),
+		StoreSynchronous: s.cfg.Store.Synchronous}
 }
 
 // Reload applies the settings that can change while running: [limits],
@@ -112,4 +115,13 @@ func (r *rateMeter) perSecond(count uint64) float64 {
 		r.lastCount, r.lastTime = count, now
 	}
 	return r.rate
+}
+
+// cpuSeconds is the user and system CPU time this process has used.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }

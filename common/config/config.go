@@ -6,6 +6,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -56,6 +57,7 @@ type Server struct {
 	LogFormat      string   `toml:"log_format"`      // text or json
 	TrustedProxies []string `toml:"trusted_proxies"` // addresses whose X-Forwarded-For is believed
 	Secure         bool     `toml:"secure"`          // served over TLS by a proxy: Secure cookies and HSTS
+	PprofAddr      string   `toml:"pprof_addr"`      // loopback address for net/http/pprof ("": off)
 }
 
 // Limits: PROTOCOL.md section 4's numbers. Reloadable.
@@ -111,6 +113,7 @@ type Transport struct {
 	PingInterval    Duration `toml:"ping_interval"`
 	PongWait        Duration `toml:"pong_wait"`
 	WriteTimeout    Duration `toml:"write_timeout"`
+	WriteDelay      Duration `toml:"write_delay"` // a writer's wait for more frames before a write
 	QueueBytes      int      `toml:"queue_bytes"`
 	QueueFrames     int      `toml:"queue_frames"`
 	UDPPeerTimeout  Duration `toml:"udp_peer_timeout"`
@@ -140,7 +143,7 @@ func Default() Config {
 		Store: Store{Driver: "sqlite", Synchronous: "FULL", MaxBatch: 256},
 		Auth:  Auth{ArgonMemoryKiB: 19456, ArgonTime: 2, ArgonThreads: 1, HashWait: Duration{200 * time.Millisecond}},
 		Transport: Transport{PingInterval: Duration{27 * time.Second}, PongWait: Duration{30 * time.Second},
-			WriteTimeout: Duration{10 * time.Second}, QueueBytes: 1 << 20, QueueFrames: 4096,
+			WriteTimeout: Duration{10 * time.Second}, WriteDelay: Duration{2 * time.Millisecond}, QueueBytes: 1 << 20, QueueFrames: 4096,
 			UDPPeerTimeout: Duration{60 * time.Second}, HTTPReadTimeout: Duration{10 * time.Second},
 			TCPIdleTimeout: Duration{10 * time.Minute}, FrameTimeout: Duration{10 * time.Second}},
 	}
@@ -181,6 +184,9 @@ func (c *Config) Validate() error {
 	}
 	if s := strings.ToUpper(c.Store.Synchronous); s != "FULL" && s != "NORMAL" {
 		return fmt.Errorf("config: store.synchronous must be FULL or NORMAL")
+	}
+	if c.Server.PprofAddr != "" && !loopbackAddr(c.Server.PprofAddr) {
+		return fmt.Errorf("config: server.pprof_addr %q must be a loopback host:port", c.Server.PprofAddr)
 	}
 	if c.Limits.PasswordMin < 1 || c.Limits.PasswordMax < c.Limits.PasswordMin {
 		return fmt.Errorf("config: limits.password_min/password_max are inconsistent")
@@ -276,4 +282,14 @@ func setValue(v reflect.Value, s string) error {
 		return fmt.Errorf("unsupported setting type %s", v.Kind())
 	}
 	return nil
+}
+
+// loopbackAddr reports whether addr is host:port with a loopback IP host.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

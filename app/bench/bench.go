@@ -1,0 +1,366 @@
+// Package bench is the load tool behind `dce bench`: workloads that drive a
+// running server over the real protocol, from many WebSocket connections,
+// and report what the server did (rates, loss, latency, server CPU and
+// memory). It only ever talks to loopback addresses.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/bits"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options are the settings every workload shares.
+type Options struct {
+	// URL is the server's WebSocket address (ws://127.0.0.1:20461/ws); an
+	// http:// address or one without a path is turned into it.
+	URL string
+	// Sources are the local addresses connections are spread over, so the
+	// ephemeral port range does not cap the number of connections.
+	Sources []net.IP
+	// Timeout bounds the whole run.
+	Timeout time.Duration
+	// Password is the bench users' password.
+	Password string
+	// Prefix starts every bench user's nickname.
+	Prefix string
+	// SessionFile keeps the bench users' sids between runs, so a second run
+	// resumes sessions instead of hashing passwords again ("" : none).
+	SessionFile string
+	// Server reads the server's own figures (nil: not available).
+	Server func() (ServerFigures, error)
+	// Progress gets a line now and then on long runs (nil: silent).
+	Progress io.Writer
+	// Logins is how many logins run at once while a workload sets up.
+	Logins int
+}
+
+// ServerFigures are what the server says about itself.
+type ServerFigures struct {
+	RSSBytes    uint64  `json:"rss_bytes"`
+	CPUSeconds  float64 `json:"cpu_s"`
+	Connections int     `json:"connections"`
+	Goroutines  int     `json:"goroutines"`
+}
+
+// Check validates the options and fills in defaults.
+func (o *Options) Check() error {
+	if o.URL == "" {
+		o.URL = "ws://127.0.0.1:20461/ws"
+	}
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		return fmt.Errorf("-url: %v", err)
+	}
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	case "ws", "wss":
+	default:
+		return fmt.Errorf("-url: scheme %q is not ws or http", u.Scheme)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/ws"
+	}
+	if err := loopbackHost(u.Hostname()); err != nil {
+		return fmt.Errorf("-url: %v", err)
+	}
+	o.URL = u.String()
+	for _, ip := range o.Sources {
+		if !ip.IsLoopback() {
+			return fmt.Errorf("-src: %s is not a loopback address", ip)
+		}
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.Password == "" {
+		o.Password = "bench-password"
+	}
+	if o.Prefix == "" {
+		o.Prefix = "bench"
+	}
+	if o.Logins <= 0 {
+		o.Logins = 8
+	}
+	return nil
+}
+
+// loopbackHost accepts a host only if every address it names is loopback:
+// the tool never sends load anywhere else.
+func loopbackHost(host string) error {
+	if host == "" {
+		return errors.New("no host")
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil {
+		return err
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return fmt.Errorf("%s is %s, not a loopback address; the load tool only targets loopback", host, ip)
+		}
+	}
+	return nil
+}
+
+// ParseSources reads "127.0.0.2-127.0.0.9" or a comma-separated list of
+// addresses and ranges.
+func ParseSources(s string) ([]net.IP, error) {
+	var out []net.IP
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		from, to, isRange := strings.Cut(part, "-")
+		a, err := netip.ParseAddr(strings.TrimSpace(from))
+		if err != nil {
+			return nil, fmt.Errorf("-src: %v", err)
+		}
+		b := a
+		if isRange {
+			if b, err = netip.ParseAddr(strings.TrimSpace(to)); err != nil {
+				return nil, fmt.Errorf("-src: %v", err)
+			}
+		}
+		if b.Less(a) {
+			return nil, fmt.Errorf("-src: %s comes after %s", a, b)
+		}
+		for ip := a; ; ip = ip.Next() {
+			if !ip.IsLoopback() {
+				return nil, fmt.Errorf("-src: %s is not a loopback address", ip)
+			}
+			if len(out) >= 256 {
+				return nil, errors.New("-src: at most 256 addresses")
+			}
+			out = append(out, net.IP(ip.AsSlice()))
+			if ip == b {
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// source is the address the i-th connection dials from (nil: any).
+func (o *Options) source(i int) net.IP {
+	if len(o.Sources) == 0 {
+		return nil
+	}
+	return o.Sources[i%len(o.Sources)]
+}
+
+func (o *Options) progress(format string, args ...any) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "bench: "+format+"\n", args...)
+	}
+}
+
+// apiError is an error reply.
+type apiError struct {
+	Code         string `json:"code"`
+	Message      string `json:"message"`
+	RetryAfterMS int64  `json:"retry_after_ms"`
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+func replyError(body []byte) *apiError {
+	if !strings.Contains(string(body[:min(len(body), 16)]), `"error"`) {
+		return nil
+	}
+	var r struct {
+		Error *apiError `json:"error"`
+	}
+	if json.Unmarshal(body, &r) != nil {
+		return nil
+	}
+	return r.Error
+}
+
+// Histogram counts durations in log-linear buckets (about 3 % wide), so
+// millions of samples cost a few kilobytes and no sorting.
+type Histogram struct {
+	counts [64 * 32]atomic.Uint64
+	n      atomic.Uint64
+	max    atomic.Int64
+}
+
+// bucketOf maps microseconds to a bucket: exact below 64, then 32
+// buckets per power of two.
+func bucketOf(us uint64) int {
+	if us < 64 {
+		return int(us)
+	}
+	exp := bits.Len64(us) - 6
+	return 64 + (exp-1)*32 + int(us>>uint(exp)) - 32
+}
+
+// bucketValue is the middle of bucket b, in microseconds.
+func bucketValue(b int) uint64 {
+	if b < 64 {
+		return uint64(b)
+	}
+	exp := (b-64)/32 + 1
+	mant := uint64((b-64)%32 + 32)
+	return mant<<uint(exp) + (uint64(1)<<uint(exp))/2
+}
+
+// Add records one duration.
+func (h *Histogram) Add(d time.Duration) {
+	us := uint64(max(d, 0) / time.Microsecond)
+	b := bucketOf(us)
+	if b >= len(h.counts) {
+		b = len(h.counts) - 1
+	}
+	h.counts[b].Add(1)
+	h.n.Add(1)
+	for {
+		m := h.max.Load()
+		if int64(d) <= m || h.max.CompareAndSwap(m, int64(d)) {
+			break
+		}
+	}
+}
+
+// Count is the number of samples.
+func (h *Histogram) Count() uint64 { return h.n.Load() }
+
+// Quantile is the duration below which the fraction q of samples fall.
+func (h *Histogram) Quantile(q float64) time.Duration {
+	n := h.n.Load()
+	if n == 0 {
+		return 0
+	}
+	want := uint64(math.Ceil(q * float64(n)))
+	var seen uint64
+	for b := range h.counts {
+		seen += h.counts[b].Load()
+		if seen >= want {
+			return min(time.Duration(bucketValue(b))*time.Microsecond, time.Duration(h.max.Load()))
+		}
+	}
+	return time.Duration(h.max.Load())
+}
+
+// Latency is a latency summary in milliseconds.
+type Latency struct {
+	P50 float64 `json:"p50_ms"`
+	P90 float64 `json:"p90_ms"`
+	P99 float64 `json:"p99_ms"`
+	Max float64 `json:"max_ms"`
+}
+
+// Summary reads the histogram's percentiles.
+func (h *Histogram) Summary() Latency {
+	ms := func(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
+	return Latency{P50: ms(h.Quantile(0.50)), P90: ms(h.Quantile(0.90)), P99: ms(h.Quantile(0.99)),
+		Max: ms(time.Duration(h.max.Load()))}
+}
+
+func (l Latency) String() string {
+	return fmt.Sprintf("p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms", l.P50, l.P90, l.P99, l.Max)
+}
+
+// sessions remembers bench users' sids between runs (server URL and
+// nickname -> sid), so that repeated runs resume instead of hashing.
+type sessions struct {
+	mu    sync.Mutex
+	file  string
+	url   string
+	sids  map[string]string
+	dirty bool
+}
+
+func loadSessions(file, serverURL string) *sessions {
+	s := &sessions{file: file, url: serverURL, sids: map[string]string{}}
+	if file == "" {
+		return s
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return s
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 3 && fields[0] == serverURL {
+			s.sids[fields[1]] = fields[2]
+		}
+	}
+	return s
+}
+
+func (s *sessions) get(nick string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sids[nick]
+}
+
+func (s *sessions) put(nick, sid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sids[nick] != sid {
+		s.sids[nick], s.dirty = sid, true
+	}
+}
+
+// save writes the file back (mode 0600: sids are credentials), keeping
+// other servers' lines.
+func (s *sessions) save() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.file == "" || !s.dirty {
+		return nil
+	}
+	var keep []string
+	if old, err := os.ReadFile(s.file); err == nil {
+		for _, line := range strings.Split(string(old), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] != s.url {
+				keep = append(keep, line)
+			}
+		}
+	}
+	for nick, sid := range s.sids {
+		keep = append(keep, s.url+" "+nick+" "+sid)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.file), 0o700); err != nil {
+		return err
+	}
+	tmp := s.file + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(keep, "\n")+"\n"), 0o600); err != nil {
+		return err
+	}
+	s.dirty = false
+	return os.Rename(tmp, s.file)
+}
+
+// user is a bench user's identity on the server.
+type user struct {
+	nick string
+	id   int64
+	sid  string
+}
+
+// withDeadline bounds ctx by the run's timeout.
+func (o *Options) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, o.Timeout)
+}

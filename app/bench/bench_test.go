@@ -1,0 +1,77 @@
+package bench
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestHistogramQuantiles(t *testing.T) {
+	var h Histogram
+	samples := make([]time.Duration, 20000)
+	for i := range samples {
+		samples[i] = time.Duration(rand.ExpFloat64() * float64(5*time.Millisecond))
+		h.Add(samples[i])
+	}
+	slices.Sort(samples)
+	for _, q := range []float64{0.5, 0.9, 0.99} {
+		want := samples[int(q*float64(len(samples)))-1]
+		got := h.Quantile(q)
+		if d := float64(got-want) / float64(want); d > 0.04 || d < -0.04 {
+			t.Errorf("q%.2f = %s, want %s within 4%%", q, got, want)
+		}
+	}
+	if got := h.Quantile(1); got > samples[len(samples)-1] {
+		t.Errorf("q1 = %s over the max %s", got, samples[len(samples)-1])
+	}
+	for us := uint64(0); us < 1<<40; us = us*3/2 + 1 {
+		b := bucketOf(us)
+		if v := bucketValue(b); float64(v) < float64(us)*0.96 || float64(v) > float64(us)*1.04+1 {
+			t.Fatalf("%d us lands in bucket %d worth %d", us, b, v)
+		}
+	}
+}
+
+func TestParseSources(t *testing.T) {
+	got, err := ParseSources("127.0.0.2-127.0.0.4, ::1")
+	if err != nil || len(got) != 4 || got[0].String() != "127.0.0.2" || got[2].String() != "127.0.0.4" || got[3].String() != "::1" {
+		t.Fatalf("ParseSources = %v, %v", got, err)
+	}
+	for _, bad := range []string{"10.0.0.1", "127.0.0.9-127.0.0.2", "126.255.255.255-127.0.0.1", "x"} {
+		if _, err := ParseSources(bad); err == nil {
+			t.Errorf("ParseSources(%q) accepted", bad)
+		}
+	}
+	if got, _ := ParseSources("127.0.0.1-127.0.3.0"); len(got) != 0 {
+		t.Errorf("a range of %d addresses was accepted", len(got))
+	}
+}
+
+func TestOptionsOnlyTargetLoopback(t *testing.T) {
+	for _, u := range []string{"ws://192.0.2.1:20461/ws", "http://example.com/", "ftp://127.0.0.1/"} {
+		o := Options{URL: u}
+		if err := o.Check(); err == nil {
+			t.Errorf("%s accepted", u)
+		}
+	}
+	o := Options{URL: "http://127.0.0.1:20461"}
+	if err := o.Check(); err != nil || o.URL != "ws://127.0.0.1:20461/ws" {
+		t.Fatalf("Check: %v, URL %s", err, o.URL)
+	}
+}
+
+func TestBenchText(t *testing.T) {
+	text := benchText(3, 1234, 64)
+	if len(text) != 64 {
+		t.Fatalf("len %d", len(text))
+	}
+	body := []byte(`{"id":9,"from":{"id":1,"nickname":"a"},"text":"` + text + `","ts":1}`)
+	sender, seq, sent, ok := parseBenchText(body)
+	if !ok || sender != 3 || seq != 1234 || time.Since(time.Unix(0, sent)) > time.Minute {
+		t.Fatalf("parse = %d %d %d %v", sender, seq, sent, ok)
+	}
+	if _, _, _, ok := parseBenchText([]byte(`{"text":"hello"}`)); ok {
+		t.Fatal("a text that is not a bench text parsed")
+	}
+}

@@ -1,0 +1,279 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// FanoutConfig is `dce bench fanout`.
+type FanoutConfig struct {
+	Readers int           // connections that only read
+	Pubs    int           // senders
+	Msgs    int           // messages in all
+	Rate    float64       // messages a second in all (0: full speed)
+	Size    int           // text bytes per message
+	To      string        // room:lobby or group:ID
+	Window  int           // sends in flight per sender at full speed
+	Drain   time.Duration // how long to wait for the last deliveries
+}
+
+// FanoutResult is what `dce bench fanout` measured.
+type FanoutResult struct {
+	Workload         string         `json:"workload"`
+	Readers          int            `json:"readers"`
+	Pubs             int            `json:"pubs"`
+	Sent             int            `json:"sent"`
+	Acked            int            `json:"acked"`
+	Failed           int            `json:"failed"`
+	FirstError       string         `json:"first_error,omitempty"`
+	Expected         int64          `json:"expected"` // acked messages x readers
+	Delivered        int64          `json:"delivered"`
+	Lost             int64          `json:"lost"`
+	Duplicated       int64          `json:"duplicated"`
+	OutOfOrder       int64          `json:"out_of_order"`
+	DurationS        float64        `json:"duration_s"` // first send to last delivery
+	DeliveriesPerS   float64        `json:"deliveries_per_s"`
+	Latency          Latency        `json:"latency"` // send to push
+	Ack              Latency        `json:"ack"`
+	ServerCPUS       float64        `json:"server_cpu_s,omitempty"`
+	DeliveriesPerCPU float64        `json:"deliveries_per_cpu_s,omitempty"`
+	Server           *ServerFigures `json:"server,omitempty"`
+}
+
+// reader is one reading connection's record of what arrived.
+type reader struct {
+	seen      []uint64 // bitmap over message numbers
+	last      []int    // per sender, the last sequence seen
+	got       atomic.Int64
+	dups      atomic.Int64
+	inversion atomic.Int64
+}
+
+// benchText is a message's text: "SENDER SEQ UNIXNANO " padded with x.
+func benchText(sender, seq int, size int) string {
+	s := strconv.Itoa(sender) + " " + strconv.Itoa(seq) + " " + strconv.FormatInt(time.Now().UnixNano(), 10) + " "
+	if len(s) < size {
+		s += strings.Repeat("x", size-len(s))
+	}
+	return s
+}
+
+var textKey = []byte(`"text":"`)
+
+// parseBenchText finds a bench message's sender, sequence and send time in
+// an im/message body without decoding the JSON.
+func parseBenchText(body []byte) (sender, seq int, sent int64, ok bool) {
+	i := bytes.Index(body, textKey)
+	if i < 0 {
+		return 0, 0, 0, false
+	}
+	rest := body[i+len(textKey):]
+	fields := [3]int64{}
+	for f := range fields {
+		j := bytes.IndexByte(rest, ' ')
+		if j <= 0 {
+			return 0, 0, 0, false
+		}
+		v, err := strconv.ParseInt(string(rest[:j]), 10, 64)
+		if err != nil {
+			return 0, 0, 0, false
+		}
+		fields[f], rest = v, rest[j+1:]
+	}
+	return int(fields[0]), int(fields[1]), fields[2], true
+}
+
+// Fanout has Pubs senders send Msgs messages to one conversation that
+// Readers connections read, and checks that every reader got every acked
+// message exactly once and in each sender's order.
+func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, error) {
+	res := FanoutResult{Workload: "fanout", Readers: cfg.Readers, Pubs: cfg.Pubs}
+	if err := o.Check(); err != nil {
+		return res, err
+	}
+	if cfg.Readers <= 0 || cfg.Pubs <= 0 || cfg.Msgs <= 0 {
+		return res, fmt.Errorf("-n, -pubs and -msgs must be positive")
+	}
+	if cfg.To == "" {
+		cfg.To = "room:lobby"
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 32
+	}
+	if cfg.Drain <= 0 {
+		cfg.Drain = 10 * time.Second
+	}
+	cfg.Size = max(cfg.Size, 40)
+	ctx, cancel := o.withDeadline(ctx)
+	defer cancel()
+	perSender := (cfg.Msgs + cfg.Pubs - 1) / cfg.Pubs
+	var lat Histogram
+	readers := make([]*reader, cfg.Readers)
+	onPush := func(r *reader) func([]byte, []byte, int) {
+		return func(path, body []byte, _ int) {
+			if string(path) != "im/message" {
+				return
+			}
+			sender, seq, sent, ok := parseBenchText(body)
+			if !ok || sender < 0 || sender >= cfg.Pubs || seq < 0 || seq >= perSender {
+				return
+			}
+			lat.Add(time.Duration(time.Now().UnixNano() - sent))
+			n := sender*perSender + seq
+			word, bit := n/64, uint64(1)<<(n%64)
+			if r.seen[word]&bit != 0 {
+				r.dups.Add(1)
+				return
+			}
+			r.seen[word] |= bit
+			if seq < r.last[sender] {
+				r.inversion.Add(1)
+			}
+			r.last[sender] = seq
+			r.got.Add(1)
+		}
+	}
+	for i := range readers {
+		readers[i] = &reader{seen: make([]uint64, (cfg.Pubs*perSender+63)/64), last: make([]int, cfg.Pubs)}
+	}
+	k := newConnector(&o)
+	rclients, _, err := k.connectMany(ctx, cfg.Readers, func(i int) string { return fmt.Sprintf("%s-r%d", o.Prefix, i) },
+		func(i int) connectOpts { return connectOpts{onPush: onPush(readers[i])} })
+	if err != nil {
+		return res, err
+	}
+	defer closeAll(rclients)
+	sclients, _, err := k.connectMany(ctx, cfg.Pubs, func(i int) string { return fmt.Sprintf("%s-s%d", o.Prefix, i) },
+		func(int) connectOpts { return connectOpts{} })
+	if err != nil {
+		return res, err
+	}
+	defer closeAll(sclients)
+	o.progress("%d readers and %d senders connected; sending %d messages", cfg.Readers, cfg.Pubs, cfg.Msgs)
+
+	before := o.figures()
+	var ack Histogram
+	var acked, failed, sent atomic.Int64
+	var errOnce sync.Once
+	start := time.Now()
+	var wg sync.WaitGroup
+	for s, c := range sclients {
+		count := min(perSender, cfg.Msgs-s*perSender)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var interval time.Duration
+			if cfg.Rate > 0 {
+				interval = time.Duration(float64(time.Second) * float64(cfg.Pubs) / cfg.Rate)
+			}
+			window := make(chan struct{}, cfg.Window)
+			var inflight sync.WaitGroup
+			for seq := 0; seq < count && ctx.Err() == nil; seq++ {
+				if interval > 0 {
+					if d := time.Until(start.Add(time.Duration(seq) * interval)); d > 0 {
+						time.Sleep(d)
+					}
+				}
+				window <- struct{}{}
+				body, _ := json.Marshal(map[string]string{"to": cfg.To, "text": benchText(s, seq, cfg.Size)})
+				at := time.Now()
+				ch, err := c.start("im/send", body)
+				sent.Add(1)
+				if err != nil {
+					failed.Add(1)
+					errOnce.Do(func() { res.FirstError = err.Error() })
+					<-window
+					continue
+				}
+				inflight.Add(1)
+				go func() {
+					defer inflight.Done()
+					defer func() { <-window }()
+					select {
+					case r := <-ch:
+						if r.err == nil && replyError(r.body) == nil {
+							ack.Add(time.Since(at))
+							acked.Add(1)
+							return
+						}
+						failed.Add(1)
+						errOnce.Do(func() {
+							if r.err != nil {
+								res.FirstError = r.err.Error()
+							} else {
+								res.FirstError = string(r.body)
+							}
+						})
+					case <-ctx.Done():
+						failed.Add(1)
+					}
+				}()
+			}
+			inflight.Wait()
+		}()
+	}
+	stopProgress := k.progressEvery(2*time.Second, func() string {
+		var got int64
+		for _, r := range readers {
+			got += r.got.Load()
+		}
+		return fmt.Sprintf("acked %d/%d, delivered %d", acked.Load(), cfg.Msgs, got)
+	})
+	wg.Wait()
+	res.Sent, res.Acked, res.Failed = int(sent.Load()), int(acked.Load()), int(failed.Load())
+	res.Expected = int64(res.Acked) * int64(cfg.Readers)
+
+	// Wait for the deliveries: until every acked message has reached every
+	// reader, or nothing has arrived for the drain time.
+	lastCount, lastChange := int64(-1), time.Now()
+	var lastDelivery time.Time
+	for {
+		var got int64
+		for _, r := range readers {
+			got += r.got.Load()
+		}
+		if got != lastCount {
+			lastCount, lastChange, lastDelivery = got, time.Now(), time.Now()
+		}
+		if got >= res.Expected || time.Since(lastChange) > cfg.Drain || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stopProgress()
+	after := o.figures()
+	if lastDelivery.IsZero() {
+		lastDelivery = time.Now()
+	}
+	res.DurationS = lastDelivery.Sub(start).Seconds()
+	for _, r := range readers {
+		res.Delivered += r.got.Load()
+		res.Duplicated += r.dups.Load()
+		res.OutOfOrder += r.inversion.Load()
+	}
+	res.Lost = max(res.Expected-res.Delivered, 0)
+	if res.DurationS > 0 {
+		res.DeliveriesPerS = float64(res.Delivered) / res.DurationS
+	}
+	res.Latency, res.Ack = lat.Summary(), ack.Summary()
+	if before != nil && after != nil {
+		res.ServerCPUS = after.CPUSeconds - before.CPUSeconds
+		if res.ServerCPUS > 0 {
+			res.DeliveriesPerCPU = float64(res.Delivered) / res.ServerCPUS
+		}
+		res.Server = after
+	}
+	for _, c := range rclients {
+		if !c.alive() {
+			return res, fmt.Errorf("a reader's connection was closed (code %d)", c.closeCode)
+		}
+	}
+	return res, nil
+}

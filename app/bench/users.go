@@ -1,0 +1,231 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// connectOpts says how a bench connection joins.
+type connectOpts struct {
+	watch  bool // receive im/presence (false: ?presence=0)
+	onPush func(path, body []byte, size int)
+}
+
+// connector opens logged-in connections for bench users: it resumes a
+// remembered session when there is one and logs in (hashing) otherwise.
+type connector struct {
+	o      *Options
+	sess   *sessions
+	logins atomic.Int64 // password logins done
+	resume atomic.Int64 // sessions resumed
+}
+
+func newConnector(o *Options) *connector {
+	return &connector{o: o, sess: loadSessions(o.SessionFile, o.URL)}
+}
+
+func (k *connector) target(sid string, watch bool) string {
+	q := url.Values{}
+	if sid != "" {
+		q.Set("sid", sid)
+	}
+	if !watch {
+		q.Set("presence", "0")
+	}
+	if len(q) == 0 {
+		return k.o.URL
+	}
+	return k.o.URL + "?" + q.Encode()
+}
+
+// connect opens connection number i as nick, logged in.
+func (k *connector) connect(ctx context.Context, i int, nick string, co connectOpts) (*client, user, error) {
+	if sid := k.sess.get(nick); sid != "" {
+		c, err := dial(ctx, k.target(sid, co.watch), k.o.source(i), co.onPush)
+		if err != nil {
+			return nil, user{}, err
+		}
+		body, err := c.call("im/signer", nil, 30*time.Second)
+		if err != nil {
+			c.close()
+			return nil, user{}, err
+		}
+		var r struct {
+			User *struct {
+				ID int64 `json:"id"`
+			} `json:"user"`
+		}
+		if json.Unmarshal(body, &r) == nil && r.User != nil {
+			k.resume.Add(1)
+			return c, user{nick: nick, id: r.User.ID, sid: sid}, nil
+		}
+		c.close() // the session is gone: log in again
+	}
+	c, err := dial(ctx, k.target("", co.watch), k.o.source(i), co.onPush)
+	if err != nil {
+		return nil, user{}, err
+	}
+	u, err := k.login(ctx, c, nick)
+	if err != nil {
+		c.close()
+		return nil, user{}, err
+	}
+	return c, u, nil
+}
+
+// login logs in on c, waiting out rate_limited replies.
+func (k *connector) login(ctx context.Context, c *client, nick string) (user, error) {
+	req, _ := json.Marshal(map[string]string{"nickname": nick, "password": k.o.Password})
+	for {
+		body, err := c.call("im/login", req, 60*time.Second)
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Code == "rate_limited" {
+			wait := time.Duration(max(ae.RetryAfterMS, 50)) * time.Millisecond
+			select {
+			case <-time.After(wait):
+				continue
+			case <-ctx.Done():
+				return user{}, ctx.Err()
+			}
+		}
+		if err != nil {
+			return user{}, fmt.Errorf("login %s: %w", nick, err)
+		}
+		var r struct {
+			User struct {
+				ID int64 `json:"id"`
+			} `json:"user"`
+			SID string `json:"sid"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil {
+			return user{}, err
+		}
+		k.logins.Add(1)
+		k.sess.put(nick, r.SID)
+		return user{nick: nick, id: r.User.ID, sid: r.SID}, nil
+	}
+}
+
+// connectMany opens n connections (nickname nick(i)) with Options.Logins at
+// a time, calling each's onPush from co(i). The first error stops it and
+// closes what it opened.
+func (k *connector) connectMany(ctx context.Context, n int, nick func(int) string, co func(int) connectOpts) ([]*client, []user, error) {
+	clients, users, failed, err := k.tryConnectMany(ctx, n, nick, co, nil, false)
+	if failed > 0 {
+		closeAll(clients)
+		return nil, nil, err
+	}
+	return clients, users, nil
+}
+
+// tryConnectMany is connectMany that, with tolerate, goes on past errors
+// (their clients are nil) and reports how many failed and the first error.
+// limit, when set, paces the connection attempts.
+func (k *connector) tryConnectMany(ctx context.Context, n int, nick func(int) string, co func(int) connectOpts,
+	limit *rate.Limiter, tolerate bool) ([]*client, []user, int, error) {
+	clients := make([]*client, n)
+	users := make([]user, n)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		failed   atomic.Int64
+		next     atomic.Int64
+		done     atomic.Int64
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopProgress := k.progressEvery(2*time.Second, func() string {
+		return fmt.Sprintf("connected %d/%d (%d resumed, %d logins, %d failed)", done.Load(), n, k.resume.Load(),
+			k.logins.Load(), failed.Load())
+	})
+	defer stopProgress()
+	for w := 0; w < k.o.Logins; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if limit != nil && limit.Wait(ctx) != nil {
+					return
+				}
+				c, u, err := k.connect(ctx, i, nick(i), co(i))
+				if err != nil {
+					failed.Add(1)
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("connection %d: %w", i, err)
+					}
+					mu.Unlock()
+					if !tolerate {
+						cancel()
+						return
+					}
+					continue
+				}
+				clients[i], users[i] = c, u
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := k.sess.save(); err != nil {
+		k.o.progress("could not save sessions: %v", err)
+	}
+	if firstErr == nil && int(done.Load()) < n {
+		firstErr = ctx.Err()
+		failed.Store(int64(n) - done.Load())
+	}
+	return clients, users, int(failed.Load()), firstErr
+}
+
+// progressEvery prints line() every interval until the returned func runs.
+func (k *connector) progressEvery(every time.Duration, line func() string) func() {
+	if k.o.Progress == nil {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				k.o.progress("%s", line())
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return func() { close(stop) }
+}
+
+// closeAll closes the clients in parallel.
+func closeAll(clients []*client) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for _, c := range clients {
+		if c == nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			c.close()
+			<-sem
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,177 @@
+package boot
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"dce/app/bench"
+	"dce/app/control"
+	"dce/app/node"
+	"dce/common/config"
+)
+
+// benchNodes are `dce bench ...`: the load tool, against a running server.
+func (k *Kernel) benchNodes() []node.Node {
+	return node.Group(node.Node{Path: "bench", Methods: node.CLI, Auth: node.Public},
+		node.Node{Path: "conns", Name: "Load: open and hold N logged-in WebSocket connections: -n N [-rate R] [-hold 30s]", Do: k.BenchConns},
+		node.Node{Path: "fanout", Name: "Load: N lobby readers, P senders, M messages: -n N -pubs P -msgs M [-rate R] [-size B]", Do: k.BenchFanout},
+		node.Node{Path: "pairs", Name: "Load: K pairs exchanging durable private messages: -pairs K -duration S", Do: k.BenchPairs},
+		node.Node{Path: "login", Name: "Load: N password logins: -n N [-c C]", Do: k.BenchLogin},
+		node.Node{Path: "presence", Name: "Load: N users come online while W watch: -watchers W -n N [-within S]", Do: k.BenchPresence},
+	)
+}
+
+// benchFlags are the flags every workload shares.
+type benchFlags struct {
+	fs       *flag.FlagSet
+	url      string
+	src      string
+	json     bool
+	timeout  time.Duration
+	prefix   string
+	password string
+	sessions string
+	logins   int
+	config   string
+}
+
+func newBenchFlags(name string, out io.Writer) *benchFlags {
+	f := &benchFlags{fs: flag.NewFlagSet("dce bench "+name, flag.ContinueOnError)}
+	f.fs.SetOutput(out)
+	f.fs.StringVar(&f.url, "url", "ws://127.0.0.1:20461/ws", "the server's WebSocket address (loopback only)")
+	f.fs.StringVar(&f.src, "src", "", "local addresses to spread connections over, e.g. 127.0.0.2-127.0.0.9")
+	f.fs.BoolVar(&f.json, "json", false, "print one JSON summary line")
+	f.fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "hard bound on the whole run")
+	f.fs.StringVar(&f.prefix, "prefix", "bench", "bench users' nickname prefix")
+	f.fs.StringVar(&f.password, "password", "bench-password", "bench users' password")
+	f.fs.StringVar(&f.sessions, "sessions", "", "file that keeps bench sessions between runs (default RUNTIME/bench-sessions)")
+	f.fs.IntVar(&f.logins, "logins", 8, "connections set up at once")
+	f.fs.StringVar(&f.config, "config", "", "the server's configuration file, to find its control socket for its CPU and memory")
+	return f
+}
+
+// parse reads args and builds the options; the server's figures come from
+// its control socket when this machine runs it.
+func (f *benchFlags) parse(args []string) (bench.Options, error) {
+	if err := f.fs.Parse(args); err != nil {
+		return bench.Options{}, err
+	}
+	if f.fs.NArg() > 0 {
+		return bench.Options{}, fmt.Errorf("unexpected arguments: %s", strings.Join(f.fs.Args(), " "))
+	}
+	sources, err := bench.ParseSources(f.src)
+	if err != nil {
+		return bench.Options{}, err
+	}
+	cfg, err := config.Load(f.config, os.Environ())
+	if err != nil {
+		return bench.Options{}, err
+	}
+	if f.sessions == "" {
+		f.sessions = filepath.Join(cfg.Server.RuntimeDir, "bench-sessions")
+	}
+	socket := SocketPath(cfg)
+	o := bench.Options{URL: f.url, Sources: sources, Timeout: f.timeout, Password: f.password, Prefix: f.prefix,
+		SessionFile: f.sessions, Logins: f.logins, Progress: os.Stderr,
+		Server: func() (bench.ServerFigures, error) {
+			raw, err := control.Call(socket, "status", 5*time.Second)
+			if err != nil {
+				return bench.ServerFigures{}, err
+			}
+			var st Status
+			err = json.Unmarshal(raw, &st)
+			return bench.ServerFigures{RSSBytes: st.RSSBytes, CPUSeconds: st.CPUSeconds, Connections: st.Connections,
+				Goroutines: st.Goroutines}, err
+		}}
+	return o, o.Check()
+}
+
+// runBench runs a workload until it ends or the user interrupts it, then
+// prints its result as JSON (-json) or as indented lines.
+func runBench[R any](ctx *node.Context, f *benchFlags, run func(context.Context, bench.Options) (R, error)) (any, error) {
+	o, err := f.parse(ctx.Args)
+	if err != nil {
+		return nil, cliError(err)
+	}
+	c, stop := signal.NotifyContext(ctx.Ctx, os.Interrupt)
+	defer stop()
+	res, err := run(c, o)
+	var out []byte
+	if f.json {
+		out, _ = json.Marshal(res)
+	} else {
+		out, _ = json.MarshalIndent(res, "", "  ")
+	}
+	fmt.Fprintln(ctx.Out, string(out))
+	if err != nil {
+		return nil, &node.Error{Code: node.CodeInternal, Message: err.Error()}
+	}
+	return nil, nil
+}
+
+// BenchConns is `dce bench conns`.
+func (k *Kernel) BenchConns(ctx *node.Context) (any, error) {
+	f := newBenchFlags("conns", ctx.Out)
+	var cfg bench.ConnsConfig
+	f.fs.IntVar(&cfg.N, "n", 1000, "connections (one user and session each)")
+	f.fs.Float64Var(&cfg.Rate, "rate", 0, "new connections a second (0: as fast as -logins allows)")
+	f.fs.DurationVar(&cfg.Hold, "hold", 30*time.Second, "how long to hold them")
+	return runBench(ctx, f, func(c context.Context, o bench.Options) (bench.ConnsResult, error) { return bench.Conns(c, o, cfg) })
+}
+
+// BenchFanout is `dce bench fanout`.
+func (k *Kernel) BenchFanout(ctx *node.Context) (any, error) {
+	f := newBenchFlags("fanout", ctx.Out)
+	var cfg bench.FanoutConfig
+	f.fs.IntVar(&cfg.Readers, "n", 1000, "readers")
+	f.fs.IntVar(&cfg.Pubs, "pubs", 2, "senders")
+	f.fs.IntVar(&cfg.Msgs, "msgs", 20000, "messages in all")
+	f.fs.Float64Var(&cfg.Rate, "rate", 0, "messages a second in all (0: full speed)")
+	f.fs.IntVar(&cfg.Size, "size", 64, "text bytes per message (at least 40)")
+	f.fs.StringVar(&cfg.To, "to", "room:lobby", "the conversation: room:lobby or group:ID")
+	f.fs.IntVar(&cfg.Window, "window", 32, "sends in flight per sender")
+	f.fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "give up on deliveries after this long without one")
+	return runBench(ctx, f, func(c context.Context, o bench.Options) (bench.FanoutResult, error) { return bench.Fanout(c, o, cfg) })
+}
+
+// BenchPairs is `dce bench pairs`.
+func (k *Kernel) BenchPairs(ctx *node.Context) (any, error) {
+	f := newBenchFlags("pairs", ctx.Out)
+	var cfg bench.PairsConfig
+	f.fs.IntVar(&cfg.Pairs, "pairs", 100, "pairs of users")
+	f.fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "how long they send")
+	f.fs.IntVar(&cfg.Window, "window", 8, "sends in flight per user")
+	f.fs.IntVar(&cfg.Size, "size", 64, "text bytes per message (at least 40)")
+	f.fs.BoolVar(&cfg.Verify, "verify", true, "afterwards, find every acked message in the store with im/load")
+	return runBench(ctx, f, func(c context.Context, o bench.Options) (bench.PairsResult, error) { return bench.Pairs(c, o, cfg) })
+}
+
+// BenchLogin is `dce bench login`.
+func (k *Kernel) BenchLogin(ctx *node.Context) (any, error) {
+	f := newBenchFlags("login", ctx.Out)
+	var cfg bench.LoginConfig
+	f.fs.IntVar(&cfg.N, "n", 200, "logins")
+	f.fs.IntVar(&cfg.Concurrency, "c", 4, "logins in flight")
+	return runBench(ctx, f, func(c context.Context, o bench.Options) (bench.LoginResult, error) { return bench.Login(c, o, cfg) })
+}
+
+// BenchPresence is `dce bench presence`.
+func (k *Kernel) BenchPresence(ctx *node.Context) (any, error) {
+	f := newBenchFlags("presence", ctx.Out)
+	var cfg bench.PresenceConfig
+	f.fs.IntVar(&cfg.Watchers, "watchers", 1000, "connections that follow the online list")
+	f.fs.IntVar(&cfg.N, "n", 2000, "users who come online")
+	f.fs.DurationVar(&cfg.Within, "within", 20*time.Second, "the time they arrive in")
+	f.fs.BoolVar(&cfg.WatchAll, "watch-all", false, "the arriving users follow the list too")
+	return runBench(ctx, f, func(c context.Context, o bench.Options) (bench.PresenceResult, error) {
+		return bench.Presence(c, o, cfg)
+	})
+}
