@@ -15,6 +15,10 @@ func (b Local) Deliver(users []int64, frame []byte, exceptConn uint64) {
 	b.Hub.Deliver(users, frame, exceptConn)
 }
 
+// BroadcastPresence sends a presence frame to every logged-in connection
+// that watches presence.
+func (b Local) BroadcastPresence(frame []byte) { b.Hub.BroadcastPresence(frame) }
+
 // Broadcast sends frame to every logged-in connection, except exceptConn
 // and exceptUser's connections.
 func (b Local) Broadcast(frame []byte, exceptConn uint64, exceptUser int64) {

@@ -50,6 +50,8 @@ type Conn struct {
 	sink      Sink
 
 	session atomic.Pointer[model.Session]
+	// unwatched: the client asked not to receive im/presence events.
+	unwatched atomic.Bool
 
 	mu          sync.Mutex // guards the fields below
 	queue       [][]byte
@@ -62,12 +64,25 @@ type Conn struct {
 	closeCode   int
 	closeReason string
 	userID      int64 // the user this conn is attached to in the index, or 0
+	attachedAt  int   // its place in Hub.attached, or -1 (guarded by Hub.mu)
 	pingTimer   *time.Timer
 	writer      sync.WaitGroup
 	finished    bool
+
+	// Deferred requests (later.go); lmu guards the four fields after it.
+	lmu          sync.Mutex
+	later        []func() []byte
+	laterPending int // queued or running
+	laterRunning bool
+	laterRoom    chan struct{} // closed when a deferred request finishes; nil if nobody waits
+	laterDone    sync.WaitGroup
 }
 
 var _ node.Peer = (*Conn)(nil)
+
+// WatchPresence says whether the connection receives presence events
+// (BroadcastPresence); every connection does unless its client opts out.
+func (c *Conn) WatchPresence(watch bool) { c.unwatched.Store(!watch) }
 
 // ID is the connection's number, unique within the hub.
 func (c *Conn) ID() uint64 { return c.id }
@@ -163,6 +178,9 @@ func (c *Conn) wakeWriterLocked() {
 // left to do.
 func (c *Conn) writeLoop() {
 	defer c.writer.Done()
+	if c.hub.opts.WriteDelay > 0 {
+		time.Sleep(c.hub.opts.WriteDelay)
+	}
 	for {
 		c.mu.Lock()
 		if c.closing && (!c.graceful || len(c.queue) == 0) {
@@ -240,11 +258,14 @@ func (c *Conn) schedulePing(every time.Duration) {
 	})
 }
 
-// Finish is called by the transport when reading has ended. It closes the
-// connection if nobody has yet, waits for the writer to exit, closes the
-// socket and removes the connection from the hub. After Finish returns no
-// goroutine of the hub touches the socket.
+// Finish is called by the transport when reading has ended. It lets the
+// deferred requests finish (a message already queued for the store is
+// stored and delivered to its readers whether or not its sender stays),
+// closes the connection if nobody has yet, waits for the writer to exit,
+// closes the socket and removes the connection from the hub. After Finish
+// returns no goroutine of the hub touches the socket.
 func (c *Conn) Finish() {
+	c.laterDone.Wait()
 	c.mu.Lock()
 	if !c.closing {
 		c.startCloseLocked(closeAbnormalNoSend, "", false)

@@ -25,9 +25,14 @@ var (
 
 // Options configure a Hub. Zero values take the defaults noted.
 type Options struct {
-	QueueBytes      int           // bytes queued per connection before it is closed as too slow; 1 MiB
-	QueueFrames     int           // frames queued per connection before the same; 4096
-	WriteTimeout    time.Duration // how long a graceful close may flush; 10 s
+	QueueBytes   int           // bytes queued per connection before it is closed as too slow; 1 MiB
+	QueueFrames  int           // frames queued per connection before the same; 4096
+	WriteTimeout time.Duration // how long a graceful close may flush; 10 s
+	// WriteDelay is how long a connection's writer waits, once woken, for
+	// more frames before it writes: under a broadcast storm a delay of a
+	// few milliseconds turns one syscall per frame into one per batch.
+	// 0: write at once.
+	WriteDelay      time.Duration
 	MaxConns        int           // connections on this node; 0 is no limit
 	MaxConnsPerUser int           // 0 is no limit
 	MaxAnonPerIP    int           // connections without a login from one address; 0 is no limit
@@ -46,9 +51,12 @@ type Hub struct {
 
 	presenceMu sync.Mutex
 
-	mu       sync.RWMutex // guards the fields below
-	conns    map[uint64]*Conn
-	users    map[int64]*userEntry
+	mu    sync.RWMutex // guards the fields below
+	conns map[uint64]*Conn
+	users map[int64]*userEntry
+	// attached is every connection attached to a user, in no order: what
+	// a broadcast walks (a slice walks several times faster than the maps).
+	attached []*Conn
 	anonByIP map[string]int
 	closing  bool
 
@@ -126,7 +134,7 @@ func (h *Hub) RegisterWithCredential(sink Sink, transport node.Method, remoteIP 
 }
 
 func (h *Hub) register(sink Sink, transport node.Method, remoteIP string, pingEvery time.Duration, anonymous bool) (*Conn, error) {
-	c := &Conn{hub: h, id: h.nextID.Add(1), transport: transport, remoteIP: remoteIP, sink: sink}
+	c := &Conn{hub: h, id: h.nextID.Add(1), transport: transport, remoteIP: remoteIP, sink: sink, attachedAt: -1}
 	h.mu.Lock()
 	if err := h.admitLocked(remoteIP, anonymous); err != nil {
 		h.mu.Unlock()
@@ -216,6 +224,8 @@ func (h *Hub) attachLocked(c *Conn, user int64) presenceEvent {
 	}
 	u.conns[c] = struct{}{}
 	c.userID = user
+	c.attachedAt = len(h.attached)
+	h.attached = append(h.attached, c)
 	if u.graceTimer != nil {
 		u.graceTimer.Stop()
 		u.graceTimer = nil
@@ -227,6 +237,13 @@ func (h *Hub) attachLocked(c *Conn, user int64) presenceEvent {
 
 func (h *Hub) detachLocked(c *Conn, user int64) presenceEvent {
 	c.userID = 0
+	if i := c.attachedAt; i >= 0 && i < len(h.attached) && h.attached[i] == c {
+		last := h.attached[len(h.attached)-1]
+		h.attached[i], last.attachedAt = last, i
+		h.attached[len(h.attached)-1] = nil
+		h.attached = h.attached[:len(h.attached)-1]
+	}
+	c.attachedAt = -1
 	u := h.users[user]
 	if u == nil {
 		return presenceEvent{}
@@ -313,14 +330,23 @@ func (h *Hub) Broadcast(frame []byte, exceptConn uint64, exceptUser int64) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	n := 0
-	for id, u := range h.users {
-		if id == exceptUser {
-			continue
+	for _, c := range h.attached {
+		if c.id != exceptConn && (exceptUser == 0 || c.userID != exceptUser) && c.Enqueue(frame) {
+			n++
 		}
-		for c := range u.conns {
-			if c.id != exceptConn && c.Enqueue(frame) {
-				n++
-			}
+	}
+	h.delivered.Add(uint64(n))
+}
+
+// BroadcastPresence enqueues a presence frame on every logged-in connection
+// that watches presence.
+func (h *Hub) BroadcastPresence(frame []byte) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, c := range h.attached {
+		if !c.unwatched.Load() && c.Enqueue(frame) {
+			n++
 		}
 	}
 	h.delivered.Add(uint64(n))

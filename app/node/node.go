@@ -128,6 +128,13 @@ type Context struct {
 	Out  io.Writer
 }
 
+// Later is a result a node returns before its work is done (a message
+// waiting for its commit). Over WebSocket and TCP the connection reads its
+// next frame at once and the Later runs afterwards, the Laters of one
+// connection one after another in the order their requests came; its
+// result is the reply. Elsewhere it runs at once, as if returned directly.
+type Later func() (any, error)
+
 // Session is the caller's session; nodes with Auth User or Admin may rely on
 // it being non-nil.
 func (c *Context) Session() *model.Session { return c.Peer.Session() }

@@ -85,6 +85,14 @@ func (r *Router) Lookup(path string, m Method) *Node {
 // reports a frame that did not parse or named no node, for the transports'
 // bad-frame counters.
 func (r *Router) Dispatch(ctx context.Context, peer Peer, raw []byte) (reply []byte, bad bool) {
+	return r.DispatchLater(ctx, peer, raw, nil)
+}
+
+// DispatchLater is Dispatch for a connection that can finish requests
+// later: when the node returns a Later, later is given a function that runs
+// it and returns the reply (nil for a request without an id), and the
+// returned reply is nil. A nil later runs a Later at once.
+func (r *Router) DispatchLater(ctx context.Context, peer Peer, raw []byte, later func(finish func() []byte)) (reply []byte, bad bool) {
 	f, err := wire.Parse(raw, r.maxFrame)
 	if err != nil {
 		code := CodeBadFrame
@@ -97,15 +105,31 @@ func (r *Router) Dispatch(ctx context.Context, peer Peer, raw []byte) (reply []b
 	if n == nil {
 		return wire.AppendError(nil, f.Path, f.ID, CodeNotFound, "no such node: "+f.Path, 0), true
 	}
-	result, err := r.Call(&Context{Ctx: ctx, Node: n, Frame: f, Peer: peer})
-	if err != nil {
-		e, _ := AsError(err)
-		return wire.AppendError(nil, f.Path, f.ID, e.Code, e.Message, e.RetryAfterMS()), false
-	}
-	if !f.HasID() {
+	c := &Context{Ctx: ctx, Node: n, Frame: f, Peer: peer}
+	result, err := r.call(c, later != nil)
+	if l, ok := result.(Later); ok && err == nil {
+		// The frame's strings alias nothing (Parse copies them), so the
+		// closure may keep them past raw's life.
+		later(func() []byte {
+			result, err := r.finish(c, l)
+			return r.reply(f, result, err)
+		})
 		return nil, false
 	}
-	return r.appendResult(wire.AppendHead(nil, f.Path, f.ID), f, result), false
+	return r.reply(f, result, err), false
+}
+
+// reply is the frame that answers f: an error frame, the result for a
+// request with an id, or nil.
+func (r *Router) reply(f wire.Frame, result any, err error) []byte {
+	if err != nil {
+		e, _ := AsError(err)
+		return wire.AppendError(nil, f.Path, f.ID, e.Code, e.Message, e.RetryAfterMS())
+	}
+	if !f.HasID() {
+		return nil
+	}
+	return r.appendResult(wire.AppendHead(nil, f.Path, f.ID), f, result)
 }
 
 func pathOrError(p string) string {
@@ -141,6 +165,11 @@ func EncodeResult(result any) ([]byte, error) {
 // error, if any, is an *Error; an unexpected one is logged here with its
 // cause and comes back as internal.
 func (r *Router) Call(c *Context) (result any, err error) {
+	return r.call(c, false)
+}
+
+// call is Call; with keepLater a Later result is returned unrun.
+func (r *Router) call(c *Context, keepLater bool) (result any, err error) {
 	if c.Now.IsZero() {
 		c.Now = r.now()
 	}
@@ -158,13 +187,38 @@ func (r *Router) Call(c *Context) (result any, err error) {
 		return nil, err
 	}
 	result, err = c.Node.Do(c)
+	if l, ok := result.(Later); ok && err == nil && !keepLater {
+		return r.finish(c, l)
+	}
+	return result, r.checkError(c, err)
+}
+
+// finish runs a node's Later with the same panic recovery and error
+// handling as the node itself.
+func (r *Router) finish(c *Context, l Later) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("node panicked", "path", c.Node.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			result, err = nil, errInternal
+		}
+	}()
+	result, err = l()
+	if _, ok := result.(Later); ok && err == nil {
+		r.log.Error("node's Later returned a Later", "path", c.Node.Path)
+		return nil, errInternal
+	}
+	return result, r.checkError(c, err)
+}
+
+// checkError logs an unexpected error and turns it into internal.
+func (r *Router) checkError(c *Context, err error) error {
 	if err != nil {
 		if _, ok := AsError(err); !ok {
 			r.log.Error("node failed", "path", c.Node.Path, "err", err)
-			return nil, errInternal
+			return errInternal
 		}
 	}
-	return result, err
+	return err
 }
 
 func (r *Router) authorize(c *Context) error {

@@ -7,6 +7,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -72,9 +73,15 @@ func (b *badFrames) add(now time.Time, limit int) bool {
 }
 
 // dispatch runs one frame from c and queues its reply. It reports false when
-// the peer has sent too many bad frames and must be closed.
-func (o *Options) dispatch(ctx context.Context, c *hub.Conn, bad *badFrames, raw []byte) bool {
-	reply, isBad := o.Router.Dispatch(ctx, c, raw)
+// the peer has sent too many bad frames and must be closed. With pipelined,
+// a request that finishes later (a message waiting for its commit) does so
+// on the connection's own deferred queue while the reader goes on.
+func (o *Options) dispatch(ctx context.Context, c *hub.Conn, bad *badFrames, raw []byte, pipelined bool) bool {
+	var later func(func() []byte)
+	if pipelined {
+		later = c.Defer
+	}
+	reply, isBad := o.Router.DispatchLater(ctx, c, raw, later)
 	if reply != nil {
 		c.Enqueue(reply)
 	}
@@ -141,4 +148,53 @@ func hostIP(addr net.Addr) string {
 		return addr.String()
 	}
 	return host
+}
+
+// writeDeadline keeps a socket's write deadline between half the write
+// timeout and the whole of it ahead, moving it only when it has come
+// within half: setting a deadline costs a lock in the runtime's poller, too
+// much to pay on every write of a busy connection. One goroutine at a time
+// calls extend and set (the sink serialises its writes); abort may come
+// from anywhere.
+type writeDeadline struct {
+	conn    net.Conn
+	timeout time.Duration
+	until   time.Time
+	aborted atomic.Bool
+}
+
+var errAborted = errors.New("the connection's writes were aborted")
+
+// extend makes sure the next write has at least half the timeout.
+func (d *writeDeadline) extend() error {
+	now := time.Now()
+	if d.until.Sub(now) >= d.timeout/2 {
+		return d.check()
+	}
+	d.until = now.Add(d.timeout)
+	_ = d.conn.SetWriteDeadline(d.until)
+	return d.check()
+}
+
+// set sets the deadline to t for a last write (a close frame), after an
+// abort too: the abort ended the write that was stuck.
+func (d *writeDeadline) set(t time.Time) error {
+	d.aborted.Store(false)
+	d.until = t
+	return d.conn.SetWriteDeadline(t)
+}
+
+// check reports an abort; one that raced with a new deadline wins.
+func (d *writeDeadline) check() error {
+	if d.aborted.Load() {
+		_ = d.conn.SetWriteDeadline(time.Now())
+		return errAborted
+	}
+	return nil
+}
+
+// abort makes a blocked write return at once, and every later one fail.
+func (d *writeDeadline) abort() {
+	d.aborted.Store(true)
+	_ = d.conn.SetWriteDeadline(time.Now())
 }

@@ -115,7 +115,7 @@ func (t *TCP) serveConn(nc net.Conn) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetKeepAlivePeriod(30 * time.Second)
 	}
-	sink := &streamSink{conn: nc, writeTimeout: t.WriteTimeout}
+	sink := &streamSink{conn: nc, deadline: writeDeadline{conn: nc, timeout: t.WriteTimeout}}
 	c, err := t.Hub.Register(sink, node.TCP, hostIP(nc.RemoteAddr()), 0)
 	if err != nil {
 		_, _ = nc.Write(append(wire.AppendError(nil, "error", "", node.CodeForbidden, err.Error(), 0), '\n'))
@@ -147,7 +147,7 @@ func (t *TCP) serveConn(nc net.Conn) {
 		if len(line) == 0 {
 			continue
 		}
-		if !t.dispatch(ctx, c, &bad, line) {
+		if !t.dispatch(ctx, c, &bad, line, true) {
 			break
 		}
 	}
@@ -157,10 +157,10 @@ func (t *TCP) serveConn(nc net.Conn) {
 // streamSink writes frames to a stream socket, one per line, a batch with
 // one writev.
 type streamSink struct {
-	conn         net.Conn
-	writeTimeout time.Duration
-	closeOnce    sync.Once
-	bufs         net.Buffers
+	conn      net.Conn
+	deadline  writeDeadline
+	closeOnce sync.Once
+	bufs      net.Buffers
 }
 
 var newline = []byte{'\n'}
@@ -170,7 +170,9 @@ func (s *streamSink) WriteFrames(frames [][]byte) error {
 	for _, f := range frames {
 		s.bufs = append(s.bufs, f, newline)
 	}
-	_ = s.conn.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	if err := s.deadline.extend(); err != nil {
+		return err
+	}
 	bufs := s.bufs // WriteTo consumes its receiver
 	_, err := bufs.WriteTo(s.conn)
 	clear(s.bufs)
@@ -183,4 +185,4 @@ func (s *streamSink) Close(code int, reason string) {
 	s.closeOnce.Do(func() { _ = s.conn.Close() })
 }
 
-func (s *streamSink) Abort() { _ = s.conn.SetWriteDeadline(time.Now()) }
+func (s *streamSink) Abort() { s.deadline.abort() }

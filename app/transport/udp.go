@@ -150,7 +150,7 @@ func (p *udpPeer) work() {
 		frame := p.inbox[0]
 		p.inbox = p.inbox[1:]
 		p.mu.Unlock()
-		if !p.udp.dispatch(ctx, p.conn, &p.bad, frame) {
+		if !p.udp.dispatch(ctx, p.conn, &p.bad, frame, false) {
 			p.udp.mu.Lock()
 			p.udp.blocked[p.addr] = time.Now().Add(time.Minute)
 			p.udp.mu.Unlock()

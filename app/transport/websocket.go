@@ -3,7 +3,9 @@ package transport
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -22,6 +24,8 @@ import (
 const (
 	localIP  = "dce_ip"
 	localSID = "dce_sid"
+	// localUnwatched marks a connection opened with ?presence=0.
+	localUnwatched = "dce_unwatched"
 )
 
 // hardReadLimit is the library's own limit: a message declared larger than
@@ -82,6 +86,7 @@ func (ws *WebSocket) Upgrade(c *fiber.Ctx) error {
 	}
 	c.Locals(localIP, strings.Clone(ip))
 	c.Locals(localSID, strings.Clone(sid))
+	c.Locals(localUnwatched, c.Query("presence") == "0")
 	return ws.handler(c)
 }
 
@@ -125,7 +130,8 @@ func (ws *WebSocket) serve(wc *websocket.Conn) {
 	defer wc.Close() // with KeepHijackedConns the socket is ours to close
 	ip, _ := wc.Locals(localIP).(string)
 	sid, _ := wc.Locals(localSID).(string)
-	sink := &wsSink{conn: wc, writeTimeout: ws.WriteTimeout}
+	sink := newWSSink(wc, ws.WriteTimeout)
+	sink.takeControlFrames()
 	register := ws.Hub.Register
 	if sid != "" {
 		register = ws.Hub.RegisterWithCredential
@@ -134,6 +140,9 @@ func (ws *WebSocket) serve(wc *websocket.Conn) {
 	if err != nil {
 		sink.Close(hub.ClosePolicy, err.Error())
 		return
+	}
+	if unwatched, _ := wc.Locals(localUnwatched).(bool); unwatched {
+		c.WatchPresence(false)
 	}
 	ctx := context.Background()
 	ws.resume(ctx, c, sid)
@@ -179,7 +188,7 @@ func (ws *WebSocket) handleMessage(ctx context.Context, c *hub.Conn, bad *badFra
 	case len(msg) == 0:
 		return true
 	}
-	return ws.dispatch(ctx, c, bad, msg)
+	return ws.dispatch(ctx, c, bad, msg, true)
 }
 
 // recoverPanic replaces the library's recover, which would write the panic
@@ -190,25 +199,120 @@ func (ws *WebSocket) recoverPanic(wc *websocket.Conn) {
 	}
 }
 
-// wsSink writes frames as WebSocket text messages.
+// wsSink writes frames as WebSocket text messages. It builds the frames
+// itself and writes a batch of them to the socket with one syscall: the
+// library would spend one write per message. Every write to the socket
+// goes through writeRaw, the reader's pong and close echo included (see
+// takeControlFrames), so frames never interleave.
 type wsSink struct {
 	conn         *websocket.Conn
+	raw          net.Conn
 	writeTimeout time.Duration
 	closeOnce    sync.Once
+
+	mu        sync.Mutex // serialises writes to raw; guards the fields below
+	closeSent bool       // a close frame has gone out: nothing may follow it
+	deadline  writeDeadline
+}
+
+func newWSSink(wc *websocket.Conn, writeTimeout time.Duration) *wsSink {
+	raw := wc.NetConn()
+	return &wsSink{conn: wc, raw: raw, writeTimeout: writeTimeout, deadline: writeDeadline{conn: raw, timeout: writeTimeout}}
+}
+
+// takeControlFrames answers the peer's pings and close through the sink.
+func (s *wsSink) takeControlFrames() {
+	s.conn.SetPingHandler(func(data string) error {
+		_ = s.writeControl(opPong, []byte(data), time.Time{}, false)
+		return nil // a failed pong shows up as a failed read or write soon enough
+	})
+	s.conn.SetCloseHandler(func(code int, _ string) error {
+		_ = s.writeControl(opClose, websocket.FormatCloseMessage(code, ""), time.Now().Add(time.Second), true)
+		return nil
+	})
+}
+
+// WebSocket opcodes with the FIN bit set (RFC 6455 section 5.2).
+const (
+	opText  = 0x81
+	opClose = 0x88
+	opPing  = 0x89
+	opPong  = 0x8A
+)
+
+// appendFrameHeader appends an unmasked server frame header.
+func appendFrameHeader(b []byte, op byte, n int) []byte {
+	switch {
+	case n < 126:
+		return append(b, op, byte(n))
+	case n <= 0xFFFF:
+		return append(b, op, 126, byte(n>>8), byte(n))
+	default:
+		return append(b, op, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
+// wsBatch is the most a batch buffer holds before it is written out.
+const wsBatch = 64 << 10
+
+var wsBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+var errCloseSent = errors.New("websocket: close already sent")
+
+// writeRaw writes b under the write timeout, or under deadline when it is
+// not zero.
+func (s *wsSink) writeRaw(b []byte, deadline time.Time, closing bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeSent {
+		return errCloseSent
+	}
+	s.closeSent = closing
+	var err error
+	if deadline.IsZero() {
+		err = s.deadline.extend()
+	} else {
+		err = s.deadline.set(deadline)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = s.raw.Write(b)
+	return err
+}
+
+func (s *wsSink) writeControl(op byte, payload []byte, deadline time.Time, closing bool) error {
+	var b [2 + 125]byte
+	if len(payload) > 125 {
+		payload = payload[:125]
+	}
+	return s.writeRaw(append(appendFrameHeader(b[:0], op, len(payload)), payload...), deadline, closing)
 }
 
 func (s *wsSink) WriteFrames(frames [][]byte) error {
-	for _, f := range frames {
-		_ = s.conn.SetWriteDeadline(time.Now().Add(s.writeTimeout))
-		if err := s.conn.WriteMessage(websocket.TextMessage, f); err != nil {
-			return err
+	bp := wsBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 2*wsBatch {
+			wsBuffers.Put(bp)
+		}
+	}()
+	b := (*bp)[:0]
+	for i, f := range frames {
+		b = append(appendFrameHeader(b, opText, len(f)), f...)
+		if len(b) >= wsBatch || i == len(frames)-1 {
+			if err := s.writeRaw(b, time.Time{}, false); err != nil {
+				*bp = b[:0]
+				return err
+			}
+			b = b[:0]
 		}
 	}
+	*bp = b
 	return nil
 }
 
 func (s *wsSink) Ping() error {
-	return s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.writeTimeout))
+	return s.writeControl(opPing, nil, time.Time{}, false)
 }
 
 // closeReasonMax is the most a close frame's reason may hold.
@@ -220,15 +324,14 @@ func (s *wsSink) Close(code int, reason string) {
 			if len(reason) > closeReasonMax {
 				reason = reason[:closeReasonMax]
 			}
-			_ = s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
-				time.Now().Add(time.Second))
+			_ = s.writeControl(opClose, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second), true)
 		}
 		_ = s.conn.Close()
 	})
 }
 
 func (s *wsSink) Abort() {
-	if nc := s.conn.NetConn(); nc != nil {
-		_ = nc.SetWriteDeadline(time.Now())
+	if s.raw != nil {
+		s.deadline.abort()
 	}
 }

@@ -26,13 +26,22 @@ const (
 // sender gives store.ErrNotFound. If ctx ends while waiting, Append returns
 // ctx.Err() and the message may or may not be stored.
 func (db *DB) Append(ctx context.Context, m model.NewMessage) (msg model.Message, duplicate bool, err error) {
+	return db.AppendLater(ctx, m)()
+}
+
+// AppendLater is Append in two steps: it queues the message for the writer
+// now and returns a function that waits for the commit and returns what
+// Append would. Messages queued one after another by one goroutine are
+// stored in that order, so a connection can send the next message while
+// the previous one is committing.
+func (db *DB) AppendLater(ctx context.Context, m model.NewMessage) func() (model.Message, bool, error) {
 	// The closure's results are read only after it has been answered: if
 	// ctx ends first, the writer may still be running it.
 	var (
 		stored                     model.Message
 		isDuplicate, missingSender bool
 	)
-	err = db.write(ctx, func(tx *sql.Tx) error {
+	request, err := db.submit(ctx, func(tx *sql.Tx) error {
 		stored = model.Message{
 			Seq: db.takeSeq(), Key: m.Key, Conv: string(m.Key), From: model.User{ID: m.Sender},
 			To: m.To, ToUser: m.ToUser, Kind: m.Kind, Text: m.Text, CID: m.CID, TS: m.TS,
@@ -69,13 +78,18 @@ func (db *DB) Append(ctx context.Context, m model.NewMessage) (msg model.Message
 		stored.Key, stored.Conv = model.ConvKey(key), key
 		return err
 	})
-	if err != nil {
-		return model.Message{}, false, err
+	return func() (model.Message, bool, error) {
+		if err == nil {
+			err = db.wait(ctx, request)
+		}
+		if err != nil {
+			return model.Message{}, false, err
+		}
+		if missingSender {
+			return model.Message{}, false, store.ErrNotFound
+		}
+		return stored, isDuplicate, nil
 	}
-	if missingSender {
-		return model.Message{}, false, store.ErrNotFound
-	}
-	return stored, isDuplicate, nil
 }
 
 // Load returns messages of the conversation key, oldest first, at most

@@ -59,22 +59,36 @@ var errBatchRetry = errors.New("sqlite: a write failed; retrying the batch with 
 // the same idempotency key finds out). A request whose ctx has ended before
 // its batch starts is skipped.
 func (db *DB) write(ctx context.Context, apply func(tx *sql.Tx) error) error {
-	if err := ctx.Err(); err != nil {
+	request, err := db.submit(ctx, apply)
+	if err != nil {
 		return err
+	}
+	return db.wait(ctx, request)
+}
+
+// submit queues apply for the writer without waiting for its commit:
+// writes submitted one after another from one goroutine commit in that
+// order.
+func (db *DB) submit(ctx context.Context, apply func(tx *sql.Tx) error) (*writeRequest, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	request := &writeRequest{ctx: ctx, apply: apply, done: make(chan error, 1)}
 	db.gate.RLock()
+	defer db.gate.RUnlock()
 	if db.closed.Load() {
-		db.gate.RUnlock()
-		return store.ErrClosed
+		return nil, store.ErrClosed
 	}
 	select {
 	case db.requests <- request:
-		db.gate.RUnlock()
+		return request, nil
 	case <-ctx.Done():
-		db.gate.RUnlock()
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
+}
+
+// wait waits for a submitted write's commit, as write does.
+func (db *DB) wait(ctx context.Context, request *writeRequest) error {
 	select {
 	case err := <-request.done:
 		return err

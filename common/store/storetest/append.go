@@ -65,6 +65,48 @@ func testAppendOrdering(t *testing.T, db Engine) {
 	}
 }
 
+// testAppendLaterKeepsOrder: messages queued in turn without waiting (a
+// connection pipelining its sends) are stored in the order queued, while
+// another sender's messages go in between, and a duplicate cid among them
+// still answers with the first message.
+func testAppendLaterKeepsOrder(t *testing.T, db Engine) {
+	ctx := context.Background()
+	ann := MustCreateUser(t, db, "Ann")
+	bob := MustCreateUser(t, db, "Bob")
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // Bob sends meanwhile
+		defer wg.Done()
+		for i := range 50 {
+			if _, _, err := db.Append(ctx, LobbyMessage(bob.ID, fmt.Sprint("bob ", i), "")); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var waits []func() (model.Message, bool, error)
+	for i := range 200 {
+		waits = append(waits, db.AppendLater(ctx, LobbyMessage(ann.ID, fmt.Sprint("ann ", i), fmt.Sprint("c-", i))))
+	}
+	waits = append(waits, db.AppendLater(ctx, LobbyMessage(ann.ID, "ann again", "c-7")))
+	var previous model.Message
+	for i, wait := range waits[:200] {
+		msg, duplicate, err := wait()
+		if err != nil || duplicate || msg.Text != fmt.Sprint("ann ", i) {
+			t.Fatalf("message %d: %+v duplicate=%v err=%v", i, msg, duplicate, err)
+		}
+		if i > 0 && (msg.ID <= previous.ID || msg.Seq <= previous.Seq) {
+			t.Fatalf("message %d: id %d seq %d after id %d seq %d", i, msg.ID, msg.Seq, previous.ID, previous.Seq)
+		}
+		previous = msg
+	}
+	again, duplicate, err := waits[200]()
+	if err != nil || !duplicate || again.Text != "ann 7" {
+		t.Errorf("the repeated cid gave %+v duplicate=%v err=%v; want message 7", again, duplicate, err)
+	}
+	wg.Wait()
+}
+
 // testAppendConcurrentOrdering: concurrent appends get distinct ids and
 // seqs, and seq order is id order (both are commit order).
 func testAppendConcurrentOrdering(t *testing.T, db Engine) {

@@ -39,6 +39,9 @@ type Engine interface {
 	DeleteExpiredSessions(ctx context.Context) (int64, error)
 
 	Append(ctx context.Context, m model.NewMessage) (msg model.Message, duplicate bool, err error)
+	// AppendLater queues the message and returns a wait for Append's
+	// result; messages queued in turn by one goroutine are stored in order.
+	AppendLater(ctx context.Context, m model.NewMessage) func() (model.Message, bool, error)
 	Load(ctx context.Context, key model.ConvKey, before, after int64, limit int) (msgs []model.Message, more bool, err error)
 	Sync(ctx context.Context, userID, since int64, limit int) (msgs []model.Message, latest int64, more bool, err error)
 	Conversations(ctx context.Context, userID int64) ([]model.Conversation, error)
@@ -66,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) Engine) {
 		{"SessionOfMissingUser", testSessionOfMissingUser},
 		{"AppendReturnsTheMessage", testAppendReturnsTheMessage},
 		{"AppendOrdering", testAppendOrdering},
+		{"AppendLaterKeepsOrder", testAppendLaterKeepsOrder},
 		{"AppendConcurrentOrdering", testAppendConcurrentOrdering},
 		{"AppendIdempotent", testAppendIdempotent},
 		{"AppendSameCIDRace", testAppendSameCIDRace},

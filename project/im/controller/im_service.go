@@ -29,10 +29,12 @@ func (c *ImService) Login(ctx *node.Context) (any, error) {
 		Password *string `json:"password"`
 		Brief    string  `json:"brief"`
 		Avatar   string  `json:"avatar"`
+		Presence *bool   `json:"presence"`
 	}
 	if err := ctx.Bind(&req); err != nil {
 		return nil, err
 	}
+	watchPresence(ctx.Peer, req.Presence)
 	if req.Nickname == nil || req.Password == nil {
 		return nil, node.Errorf(node.CodeBadRequest, "nickname and password are required")
 	}
@@ -45,11 +47,13 @@ func (c *ImService) Login(ctx *node.Context) (any, error) {
 // Resume attaches the connection to an existing session.
 func (c *ImService) Resume(ctx *node.Context) (any, error) {
 	var req struct {
-		SID string `json:"sid"`
+		SID      string `json:"sid"`
+		Presence *bool  `json:"presence"`
 	}
 	if err := ctx.Bind(&req); err != nil {
 		return nil, err
 	}
+	watchPresence(ctx.Peer, req.Presence)
 	if req.SID == "" {
 		return nil, node.Errorf(node.CodeBadRequest, "sid is required")
 	}
@@ -97,7 +101,11 @@ func (c *ImService) Send(ctx *node.Context) (any, error) {
 	if err := ctx.Bind(&req); err != nil {
 		return nil, err
 	}
-	return c.Chat.Send(ctx.Ctx, connID(ctx.Peer), ctx.UserID(), req)
+	wait, err := c.Chat.SendLater(ctx.Ctx, connID(ctx.Peer), ctx.UserID(), req)
+	if err != nil {
+		return nil, err
+	}
+	return node.Later(func() (any, error) { return wait() }), nil
 }
 
 // connID is the number of a live connection, or 0 for HTTP requests.
@@ -185,4 +193,12 @@ func (c *ImService) Profile(ctx *node.Context) (any, error) {
 		return nil, err
 	}
 	return userResult{u}, nil
+}
+
+// watchPresence applies a login's or resume's "presence" field: false means
+// this connection does not want im/presence events (a bot, a load client).
+func watchPresence(peer node.Peer, presence *bool) {
+	if w, ok := peer.(interface{ WatchPresence(bool) }); ok && presence != nil {
+		w.WatchPresence(*presence)
+	}
 }

@@ -33,62 +33,77 @@ const maxCID = 64
 // came on, gets the reply instead). A cid already used by this sender
 // returns the first message's result and delivers nothing again.
 func (s *Service) Send(ctx context.Context, conn uint64, user int64, req SendRequest) (SendResult, error) {
+	wait, err := s.SendLater(ctx, conn, user, req)
+	if err != nil {
+		return SendResult{}, err
+	}
+	return wait()
+}
+
+// SendLater is Send in two steps: it checks the message and queues it for
+// the store now, and returns a function that waits for the commit, pushes
+// the message to its readers and returns the reply. Messages queued in turn
+// from one goroutine are stored and pushed in that order.
+func (s *Service) SendLater(ctx context.Context, conn uint64, user int64, req SendRequest) (func() (SendResult, error), error) {
 	lim := s.Limits()
 	to, err := model.ParseAddress(req.To)
 	if err != nil {
-		return SendResult{}, node.Errorf(node.CodeBadRequest, "to: %v", err)
+		return nil, node.Errorf(node.CodeBadRequest, "to: %v", err)
 	}
 	if req.Kind != "" && req.Kind != model.KindText {
-		return SendResult{}, node.Errorf(node.CodeBadRequest, "kind: only text messages are accepted by this server")
+		return nil, node.Errorf(node.CodeBadRequest, "kind: only text messages are accepted by this server")
 	}
 	if req.File != "" {
-		return SendResult{}, node.Errorf(node.CodeBadRequest, "file: attachments are not accepted by this server")
+		return nil, node.Errorf(node.CodeBadRequest, "file: attachments are not accepted by this server")
 	}
 	if err := model.CheckText(req.Text, lim.TextMax); errors.Is(err, model.ErrTooLong) {
-		return SendResult{}, node.Errorf(node.CodeTooLarge, "text is over %d characters", lim.TextMax)
+		return nil, node.Errorf(node.CodeTooLarge, "text is over %d characters", lim.TextMax)
 	} else if err != nil {
-		return SendResult{}, node.Errorf(node.CodeBadRequest, "text: %v", err)
+		return nil, node.Errorf(node.CodeBadRequest, "text: %v", err)
 	}
 	if req.Text == "" {
-		return SendResult{}, node.Errorf(node.CodeBadRequest, "text is empty")
+		return nil, node.Errorf(node.CodeBadRequest, "text is empty")
 	}
 	if err := checkCID(req.CID); err != nil {
-		return SendResult{}, err
+		return nil, err
 	}
 	now := s.Now()
 	sender, err := s.account(ctx, user)
 	if err != nil {
-		return SendResult{}, err
+		return nil, err
 	}
 	if sender.Banned(now) || sender.Muted(now) {
-		return SendResult{}, node.Errorf(node.CodeForbidden, "you may not send messages now")
+		return nil, node.Errorf(node.CodeForbidden, "you may not send messages now")
 	}
 	var toUser int64
 	switch to.Kind {
 	case model.AddrUser:
 		if _, err := s.account(ctx, to.ID); errors.Is(err, store.ErrNotFound) {
-			return SendResult{}, node.Errorf(node.CodeNotFound, "no such user: %s", req.To)
+			return nil, node.Errorf(node.CodeNotFound, "no such user: %s", req.To)
 		} else if err != nil {
-			return SendResult{}, err
+			return nil, err
 		}
 		toUser = to.ID
 	case model.AddrGroup:
-		return SendResult{}, node.Errorf(node.CodeNotFound, "no such group: %s", req.To)
+		return nil, node.Errorf(node.CodeNotFound, "no such group: %s", req.To)
 	}
 	if wait, ok := s.sends.allow(user, now); !ok {
-		return SendResult{}, node.RateLimited(wait, "sending too fast")
+		return nil, node.RateLimited(wait, "sending too fast")
 	}
-	msg, duplicate, err := s.Store.Append(ctx, model.NewMessage{Key: to.Key(user), Sender: user, To: to.String(),
+	stored := s.Store.AppendLater(ctx, model.NewMessage{Key: to.Key(user), Sender: user, To: to.String(),
 		ToUser: toUser, Kind: model.KindText, Text: req.Text, CID: req.CID, TS: now.UnixMilli()})
-	if err != nil {
-		return SendResult{}, err
-	}
-	msg.From = sender.User
-	if !duplicate {
-		s.sent.Add(1)
-		s.publish(msg, conn)
-	}
-	return SendResult{ID: msg.ID, TS: msg.TS, CID: msg.CID, Conv: msg.Key.ViewFor(user)}, nil
+	return func() (SendResult, error) {
+		msg, duplicate, err := stored()
+		if err != nil {
+			return SendResult{}, err
+		}
+		msg.From = sender.User
+		if !duplicate {
+			s.sent.Add(1)
+			s.publish(msg, conn)
+		}
+		return SendResult{ID: msg.ID, TS: msg.TS, CID: msg.CID, Conv: msg.Key.ViewFor(user)}, nil
+	}, nil
 }
 
 func checkCID(cid string) error {

@@ -15,14 +15,15 @@ type presenceEvent struct {
 }
 
 // PresenceChanged is the hub's presence callback: one im/presence to every
-// logged-in connection per change, never the whole list.
+// logged-in connection that watches presence, per change, never the whole
+// list.
 func (s *Service) PresenceChanged(user int64, online bool, places int) {
 	acct, err := s.account(context.Background(), user)
 	if err != nil {
 		s.Log.Warn("presence: unknown user", "user", user, "err", err)
 		return
 	}
-	s.Bus.Broadcast(push("im/presence", presenceEvent{acct.User, online, places}), 0, 0)
+	s.Bus.BroadcastPresence(push("im/presence", presenceEvent{acct.User, online, places}))
 }
 
 // Users lists everyone online now with their places, by nickname.

@@ -32,6 +32,7 @@ type Store interface {
 	CountUsers(ctx context.Context) (int64, error)
 
 	Append(ctx context.Context, m model.NewMessage) (model.Message, bool, error)
+	AppendLater(ctx context.Context, m model.NewMessage) func() (model.Message, bool, error)
 	Load(ctx context.Context, key model.ConvKey, before, after int64, limit int) ([]model.Message, bool, error)
 	Sync(ctx context.Context, userID, since int64, limit int) ([]model.Message, int64, bool, error)
 	Conversations(ctx context.Context, userID int64) ([]model.Conversation, error)
@@ -44,6 +45,7 @@ type Store interface {
 type Bus interface {
 	Deliver(users []int64, frame []byte, exceptConn uint64)
 	Broadcast(frame []byte, exceptConn uint64, exceptUser int64)
+	BroadcastPresence(frame []byte)
 }
 
 // Hub is what the chat asks of the live connections.
