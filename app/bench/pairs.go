@@ -155,8 +155,9 @@ func Pairs(ctx context.Context, o Options, cfg PairsConfig) (PairsResult, error)
 	return res, nil
 }
 
-// verifyPairs pages each pair's conversation with im/load from just below
-// its smallest acked id and counts acked ids it does not find.
+// verifyPairs pages each pair's conversation with im/load, newest first
+// from just above its largest acked id down past its smallest, and counts
+// acked ids it does not find.
 func verifyPairs(ctx context.Context, clients []*client, users []user, ackedIDs [][]int64) (int, error) {
 	var missing atomic.Int64
 	var firstErr error
@@ -165,12 +166,13 @@ func verifyPairs(ctx context.Context, clients []*client, users []user, ackedIDs 
 	sem := make(chan struct{}, 8)
 	for p := 0; p < len(clients); p += 2 {
 		want := map[int64]bool{}
-		var lowest int64 = -1
+		var lowest, highest int64 = -1, 0
 		for _, id := range append(append([]int64(nil), ackedIDs[p]...), ackedIDs[p+1]...) {
 			want[id] = true
 			if lowest < 0 || id < lowest {
 				lowest = id
 			}
+			highest = max(highest, id)
 		}
 		if len(want) == 0 {
 			continue
@@ -180,9 +182,9 @@ func verifyPairs(ctx context.Context, clients []*client, users []user, ackedIDs 
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			after := lowest - 1
+			before := highest + 1
 			for len(want) > 0 && ctx.Err() == nil {
-				body, _ := json.Marshal(map[string]any{"with": fmt.Sprintf("user:%d", users[p+1].id), "after": after, "limit": 100})
+				body, _ := json.Marshal(map[string]any{"with": fmt.Sprintf("user:%d", users[p+1].id), "before": before, "limit": 100})
 				reply, err := clients[p].call("im/load", body, 30*time.Second)
 				if err != nil {
 					mu.Lock()
@@ -204,9 +206,9 @@ func verifyPairs(ctx context.Context, clients []*client, users []user, ackedIDs 
 				}
 				for _, m := range page.Messages {
 					delete(want, m.ID)
-					after = max(after, m.ID)
+					before = min(before, m.ID)
 				}
-				if !page.More || len(page.Messages) == 0 {
+				if !page.More || len(page.Messages) == 0 || before < lowest {
 					break
 				}
 			}
