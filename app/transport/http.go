@@ -53,6 +53,10 @@ func NewHTTP(o *Options, h HTTPOptions) *HTTP {
 		BodyLimit:             o.Router.MaxFrame(),
 		ReadBufferSize:        8 << 10, // also the most request headers may take: more gets 431
 		ErrorHandler:          errorHandler,
+		// Give the read buffer back once a request has been read: without
+		// this, a WebSocket keeps the 8 KiB buffer its upgrade came in on
+		// for as long as it lives, half an idle connection's memory.
+		ReduceMemoryUsage: true,
 	}
 	t := &HTTP{Options: o, app: fiber.New(cfg), ws: NewWebSocket(o)}
 	// Without this, closing a hijacked (WebSocket) connection from another

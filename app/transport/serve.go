@@ -77,11 +77,18 @@ func (b *badFrames) add(now time.Time, limit int) bool {
 // a request that finishes later (a message waiting for its commit) does so
 // on the connection's own deferred queue while the reader goes on.
 func (o *Options) dispatch(ctx context.Context, c *hub.Conn, bad *badFrames, raw []byte, pipelined bool) bool {
-	var later func(func() []byte)
+	var (
+		later func(func() []byte)
+		reply []byte
+		isBad bool
+	)
+	run := func() { reply, isBad = o.Router.DispatchLater(ctx, c, raw, later) }
 	if pipelined {
 		later = c.Defer
+		onFreshStack(run)
+	} else {
+		run()
 	}
-	reply, isBad := o.Router.DispatchLater(ctx, c, raw, later)
 	if reply != nil {
 		c.Enqueue(reply)
 	}
@@ -197,4 +204,23 @@ func (d *writeDeadline) check() error {
 func (d *writeDeadline) abort() {
 	d.aborted.Store(true)
 	_ = d.conn.SetWriteDeadline(time.Now())
+}
+
+// onFreshStack runs f on a goroutine of its own and waits for it. A
+// connection's reader calls the deep code (the store, JSON, hashing)
+// through it, so the reader's own stack stays as small as reading needs
+// (a few KiB) instead of keeping, for the connection's life, the most any
+// request ever took: with tens of thousands of idle connections that is
+// most of their memory. It costs a goroutine start per request.
+// A panic in f is raised again on the caller's goroutine, where it would
+// have been.
+func onFreshStack(f func()) {
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		f()
+	}()
+	if p := <-done; p != nil {
+		panic(p)
+	}
 }

@@ -52,6 +52,10 @@ func NewWebSocket(o *Options) *WebSocket {
 		Origins:           []string{"*"},
 		EnableCompression: false, // the read limit would count compressed bytes
 		RecoverHandler:    ws.recoverPanic,
+		// The library writes only control frames the sink does not take
+		// over (a protocol error's close): borrow its buffer for those
+		// instead of keeping one per connection.
+		WriteBufferPool: &sync.Pool{},
 	})
 	return ws
 }
@@ -145,7 +149,7 @@ func (ws *WebSocket) serve(wc *websocket.Conn) {
 		c.WatchPresence(false)
 	}
 	ctx := context.Background()
-	ws.resume(ctx, c, sid)
+	onFreshStack(func() { ws.resume(ctx, c, sid) })
 
 	maxFrame := ws.Router.MaxFrame()
 	wc.SetReadLimit(int64(maxFrame) * hardReadLimitFactor)

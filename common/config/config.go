@@ -138,7 +138,7 @@ func Default() Config {
 			FailedLoginsPerNickAddr: 5, FailedLoginsPerAddress: 30, FailedLoginsPerNickname: 50,
 			FailedLoginWindowSeconds: 300, RegistrationsPerHour: 60, ConnectionsPerUser: 16,
 			AnonConnectionsPerIP: 64, BadFramesPerMinute: 100, UDPPeers: 10000},
-		Session: Session{Lifetime: Duration{30 * 24 * time.Hour}, CacheBytes: 64 << 20,
+		Session: Session{Lifetime: Duration{30 * 24 * time.Hour}, CacheBytes: 16 << 20,
 			PresenceGrace: Duration{2 * time.Second}},
 		Store: Store{Driver: "sqlite", Synchronous: "FULL", MaxBatch: 256},
 		Auth:  Auth{ArgonMemoryKiB: 19456, ArgonTime: 2, ArgonThreads: 1, HashWait: Duration{200 * time.Millisecond}},
