@@ -56,6 +56,10 @@ func NewWebSocket(o *Options) *WebSocket {
 		// over (a protocol error's close): borrow its buffer for those
 		// instead of keeping one per connection.
 		WriteBufferPool: &sync.Pool{},
+		// Frames are read through this buffer in pieces of its size; a
+		// small one keeps idle connections cheap at a few more reads for a
+		// large frame.
+		ReadBufferSize: 512,
 	})
 	return ws
 }
