@@ -140,7 +140,7 @@ func Default() Config {
 			AnonConnectionsPerIP: 64, BadFramesPerMinute: 100, UDPPeers: 10000},
 		Session: Session{Lifetime: Duration{30 * 24 * time.Hour}, CacheBytes: 16 << 20,
 			PresenceGrace: Duration{2 * time.Second}},
-		Store: Store{Driver: "sqlite", Synchronous: "FULL", MaxBatch: 256},
+		Store: Store{Driver: "sqlite", Synchronous: "FULL", MaxBatch: 1024},
 		Auth:  Auth{ArgonMemoryKiB: 19456, ArgonTime: 2, ArgonThreads: 1, HashWait: Duration{200 * time.Millisecond}},
 		Transport: Transport{PingInterval: Duration{27 * time.Second}, PongWait: Duration{30 * time.Second},
 			WriteTimeout: Duration{10 * time.Second}, WriteDelay: Duration{2 * time.Millisecond}, QueueBytes: 1 << 20, QueueFrames: 4096,

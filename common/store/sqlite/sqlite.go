@@ -45,7 +45,7 @@ type Options struct {
 
 // DefaultMaxBatch is the most writes one group commit takes when
 // Options.MaxBatch is 0.
-const DefaultMaxBatch = 256
+const DefaultMaxBatch = 1024
 
 // DB is the SQLite store. Its methods are safe for concurrent use.
 type DB struct {
