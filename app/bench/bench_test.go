@@ -3,6 +3,7 @@ package bench
 import (
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -73,5 +74,31 @@ func TestBenchText(t *testing.T) {
 	}
 	if _, _, _, ok := parseBenchText([]byte(`{"text":"hello"}`)); ok {
 		t.Fatal("a text that is not a bench text parsed")
+	}
+}
+
+func TestReportMediansAndWorst(t *testing.T) {
+	in := strings.NewReader(`bench: progress line
+{"workload":"fanout","label":"f1k","readers":1000,"rate":20,"lost":0,"deliveries_per_cpu_s":3,"latency":{"p50_ms":1,"p99_ms":10}}
+{"workload":"fanout","label":"f1k","readers":1000,"rate":20,"lost":2,"deliveries_per_cpu_s":1,"latency":{"p50_ms":2,"p99_ms":30}}
+{"workload":"fanout","label":"f1k","readers":1000,"rate":20,"lost":0,"deliveries_per_cpu_s":2,"latency":{"p50_ms":3,"p99_ms":20}}
+{"workload":"fanout","label":"f10k","readers":10000,"rate":2,"lost":0,"latency":{"p50_ms":9,"p99_ms":90}}
+{"workload":"conns","label":"idle","rss_per_conn_bytes":16000,"errors":0}
+`)
+	runs, err := ReadRuns(in)
+	if err != nil || len(runs) != 5 {
+		t.Fatalf("ReadRuns = %d runs, %v", len(runs), err)
+	}
+	var out strings.Builder
+	WriteTable(&out, runs)
+	table := out.String()
+	for _, want := range []string{"| f1k | fanout | 3 |", "lost 2", "deliveries_per_cpu_s 2", "latency.p99_ms 20", "| idle | conns | 1 |", "rss_per_conn_bytes 16000"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("the table lacks %q:\n%s", want, table)
+		}
+	}
+	svg := string(LatencyChart(runs))
+	if !strings.HasPrefix(svg, "<svg") || strings.Count(svg, "<polyline") != 2 || !strings.Contains(svg, ">10000<") {
+		t.Errorf("chart:\n%s", svg)
 	}
 }

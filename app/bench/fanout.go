@@ -29,6 +29,7 @@ type FanoutResult struct {
 	Workload         string         `json:"workload"`
 	Readers          int            `json:"readers"`
 	Pubs             int            `json:"pubs"`
+	Rate             float64        `json:"rate"` // messages a second asked for; 0: full speed
 	Sent             int            `json:"sent"`
 	Acked            int            `json:"acked"`
 	Failed           int            `json:"failed"`
@@ -94,7 +95,7 @@ func parseBenchText(body []byte) (sender, seq int, sent int64, ok bool) {
 // Readers connections read, and checks that every reader got every acked
 // message exactly once and in each sender's order.
 func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, error) {
-	res := FanoutResult{Workload: "fanout", Readers: cfg.Readers, Pubs: cfg.Pubs}
+	res := FanoutResult{Workload: "fanout", Readers: cfg.Readers, Pubs: cfg.Pubs, Rate: cfg.Rate}
 	if err := o.Check(); err != nil {
 		return res, err
 	}

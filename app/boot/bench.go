@@ -26,6 +26,7 @@ func (k *Kernel) benchNodes() []node.Node {
 		node.Node{Path: "pairs", Name: "Load: K pairs exchanging durable private messages: -pairs K -duration S", Do: k.BenchPairs},
 		node.Node{Path: "login", Name: "Load: N password logins: -n N [-c C]", Do: k.BenchLogin},
 		node.Node{Path: "presence", Name: "Load: N users come online while W watch: -watchers W -n N [-within S]", Do: k.BenchPresence},
+		node.Node{Path: "report", Name: "Medians of `dce bench -json -label L` lines by label, as a Markdown table: [-svg FILE] < RESULTS", Do: k.BenchReport},
 	)
 }
 
@@ -41,6 +42,7 @@ type benchFlags struct {
 	sessions string
 	logins   int
 	config   string
+	label    string
 }
 
 func newBenchFlags(name string, out io.Writer) *benchFlags {
@@ -55,6 +57,7 @@ func newBenchFlags(name string, out io.Writer) *benchFlags {
 	f.fs.StringVar(&f.sessions, "sessions", "", "file that keeps bench sessions between runs (default RUNTIME/bench-sessions)")
 	f.fs.IntVar(&f.logins, "logins", 8, "connections set up at once")
 	f.fs.StringVar(&f.config, "config", "", "the server's configuration file, to find its control socket for its CPU and memory")
+	f.fs.StringVar(&f.label, "label", "", "a name for this run in the JSON line, which `dce bench report` groups by")
 	return f
 }
 
@@ -104,11 +107,17 @@ func runBench[R any](ctx *node.Context, f *benchFlags, run func(context.Context,
 	c, stop := signal.NotifyContext(ctx.Ctx, os.Interrupt)
 	defer stop()
 	res, err := run(c, o)
+	var fields map[string]any
+	raw, _ := json.Marshal(res)
+	_ = json.Unmarshal(raw, &fields)
+	if f.label != "" {
+		fields["label"] = f.label
+	}
 	var out []byte
 	if f.json {
-		out, _ = json.Marshal(res)
+		out, _ = json.Marshal(fields)
 	} else {
-		out, _ = json.MarshalIndent(res, "", "  ")
+		out, _ = json.MarshalIndent(fields, "", "  ")
 	}
 	fmt.Fprintln(ctx.Out, string(out))
 	if err != nil {
@@ -174,4 +183,36 @@ func (k *Kernel) BenchPresence(ctx *node.Context) (any, error) {
 	return runBench(ctx, f, func(c context.Context, o bench.Options) (bench.PresenceResult, error) {
 		return bench.Presence(c, o, cfg)
 	})
+}
+
+// BenchReport is `dce bench report`: the medians of the JSON lines on
+// standard input, one table row per label.
+func (k *Kernel) BenchReport(ctx *node.Context) (any, error) {
+	fs := flag.NewFlagSet("dce bench report", flag.ContinueOnError)
+	fs.SetOutput(ctx.Out)
+	in := fs.String("in", "-", "the results file (- : standard input)")
+	svg := fs.String("svg", "", "also draw fan-out latency against readers into this SVG file")
+	if err := fs.Parse(ctx.Args); err != nil {
+		return nil, cliError(err)
+	}
+	var r io.Reader = os.Stdin
+	if *in != "-" {
+		file, err := os.Open(*in)
+		if err != nil {
+			return nil, cliError(err)
+		}
+		defer file.Close()
+		r = file
+	}
+	runs, err := bench.ReadRuns(r)
+	if err != nil {
+		return nil, cliError(err)
+	}
+	bench.WriteTable(ctx.Out, runs)
+	if *svg != "" {
+		if err := os.WriteFile(*svg, bench.LatencyChart(runs), 0o644); err != nil {
+			return nil, cliError(err)
+		}
+	}
+	return nil, nil
 }

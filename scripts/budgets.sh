@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs every performance budget of the README's Performance section against
+# a real server on loopback, RUNS times each (default 3), each run on a
+# freshly started server, and prints the medians as a Markdown table.
+#
+#   scripts/budgets.sh                 # everything, about 20 minutes
+#   RUNS=1 ONLY=fanout scripts/budgets.sh
+#
+# Results (one JSON line per run) go to $OUT (default
+# runtime/bench/results.jsonl) and the latency chart to $OUT_SVG. The
+# server's data lives in a folder of its own under runtime/bench, so the
+# benchmark never touches the normal runtime/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-3}
+ONLY=${ONLY:-}
+BENCH_DIR=${BENCH_DIR:-runtime/bench}
+OUT=${OUT:-$BENCH_DIR/results.jsonl}
+OUT_SVG=${OUT_SVG:-$BENCH_DIR/latency.svg}
+SRC=127.0.0.2-127.0.0.9
+
+mkdir -p "$BENCH_DIR"
+export DCE_SERVER_RUNTIME_DIR=$BENCH_DIR/server
+export DCE_SERVER_HOST=127.0.0.1
+# The per-user rate limits would throttle the senders; everything else is
+# the default configuration (store.synchronous = FULL).
+export DCE_LIMITS_MESSAGES_PER_SECOND=1000000
+export DCE_LIMITS_MESSAGE_BURST=1000000
+export DCE_LIMITS_REGISTRATIONS_PER_ADDRESS_HOUR=1000000
+
+./dce help >/dev/null # builds runtime/bin/dce when the sources changed
+DCE=runtime/bin/dce
+
+start() {
+	"$@" "$DCE" websocket start -daemon >/dev/null
+	for _ in $(seq 100); do
+		"$DCE" websocket status >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	echo "budgets: the server did not start" >&2
+	exit 1
+}
+
+stop() { "$DCE" websocket stop >/dev/null 2>&1 || true; }
+trap stop EXIT
+
+want() { [[ -z $ONLY || $ONLY == *"$1"* ]]; }
+
+run() { # label, bench arguments...: one run on a fresh server
+	local label=$1
+	shift
+	stop
+	start
+	echo "budgets: $label: dce bench $*" >&2
+	"$DCE" bench "$@" -json -label "$label" | tail -1 | tee -a "$OUT"
+	stop
+}
+
+# The bench users, created once with cheap password hashing (the runs then
+# resume their sessions; only `login` measures hashing).
+if [[ ! -s $BENCH_DIR/server/bench-sessions ]]; then
+	echo "budgets: creating the bench users" >&2
+	stop
+	start env DCE_AUTH_ARGON_MEMORY_KIB=1024 DCE_AUTH_ARGON_TIME=1
+	"$DCE" bench conns -n 19000 -hold 1s -src $SRC -logins 16 -json >/dev/null
+	"$DCE" bench fanout -n 10000 -pubs 2 -msgs 10 -src $SRC -logins 16 -json >/dev/null
+	"$DCE" bench pairs -pairs 100 -duration 1s -verify=false -json >/dev/null
+	"$DCE" bench presence -watchers 1000 -n 10 -within 1s -json >/dev/null
+	stop
+fi
+
+for i in $(seq "$RUNS"); do
+	want idle && run idle-19k conns -n 19000 -hold 30s -src $SRC -logins 16
+	want fanout && run fanout-1k fanout -n 1000 -pubs 2 -msgs 20000 -size 64
+	want fanout && run fanout-10k fanout -n 10000 -pubs 2 -msgs 2000 -size 64 -src $SRC -logins 16
+	want latency && run latency-1k fanout -n 1000 -pubs 2 -msgs 300 -rate 20
+	want latency && run latency-10k fanout -n 10000 -pubs 2 -msgs 30 -rate 2 -src $SRC -logins 16
+	want pairs && run pairs-100 pairs -pairs 100 -duration 20s
+	want login && run login-200 login -n 200 -c 4 -prefix "bench-login-$(date +%s)-$i"
+	want presence && run presence-500 presence -watchers 1000 -n 500 -within 5s
+	want presence && run presence-1000 presence -watchers 1000 -n 1000 -within 10s
+	want presence && run presence-2000 presence -watchers 1000 -n 2000 -within 20s
+done
+
+"$DCE" bench report -in "$OUT" -svg "$OUT_SVG"
+echo "budgets: results in $OUT, chart in $OUT_SVG" >&2
