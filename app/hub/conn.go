@@ -66,6 +66,7 @@ type Conn struct {
 	userID      int64 // the user this conn is attached to in the index, or 0
 	attachedAt  int   // its place in Hub.attached, or -1 (guarded by Hub.mu)
 	pingTimer   *time.Timer
+	lastWrite   time.Time // when the writer last wrote frames (the writer's own)
 	writer      sync.WaitGroup
 	finished    bool
 
@@ -178,8 +179,11 @@ func (c *Conn) wakeWriterLocked() {
 // left to do.
 func (c *Conn) writeLoop() {
 	defer c.writer.Done()
-	if c.hub.opts.WriteDelay > 0 {
-		time.Sleep(c.hub.opts.WriteDelay)
+	// A connection that wrote a moment ago is busy: wait for more frames
+	// so that one write carries them all. One that was quiet writes at
+	// once, so a lone message costs no delay.
+	if d := c.hub.opts.WriteDelay; d > 0 && time.Since(c.lastWrite) < busyFor*d {
+		time.Sleep(d)
 	}
 	for {
 		c.mu.Lock()
@@ -205,6 +209,7 @@ func (c *Conn) writeLoop() {
 
 		var err error
 		if len(batch) > 0 {
+			c.lastWrite = time.Now()
 			err = c.sink.WriteFrames(batch)
 			c.hub.framesOut.Add(uint64(len(batch)))
 		}

@@ -12,6 +12,14 @@
 //     the transport's Sink. It runs only while there is something to write (a
 //     queued frame, a ping, a close), so an idle connection costs no
 //     goroutine of its own.
+//   - The writer of a busy connection, once woken, waits Options.WriteDelay
+//     (a few milliseconds) before it takes the queue, so that under a
+//     broadcast storm one write carries many frames.
+//   - Requests that finish later (node.Later: a message waiting for its
+//     commit) run on the connection's deferred goroutine (later.go), one
+//     after another in arrival order; like the writer it exists only while
+//     there is work. The reader blocks in Defer while maxLater are
+//     unfinished, and Finish waits for them before the connection goes.
 //   - Anyone may Enqueue or Close a Conn. Enqueue never blocks and never does
 //     I/O: a queue over its bound closes the connection with 4008 (too slow),
 //     counted and logged, and the frame is not silently skipped.
@@ -23,6 +31,9 @@
 //     under it.
 //  2. Hub.mu guards the indexes (conns, users, anonymous counts).
 //  3. Conn.mu guards one connection's queue, writer flag and close state.
+//
+// Conn.lmu guards the deferred queue; nothing else is taken while it is
+// held, and it is never held while a deferred request runs.
 //
 // No I/O happens under any of them: Sink.Abort only moves a deadline.
 package hub

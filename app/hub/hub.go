@@ -23,15 +23,20 @@ var (
 	defaultQueueFrames = 4096
 )
 
+// busyFor is how many write delays after its last write a connection
+// counts as busy.
+const busyFor = 4
+
 // Options configure a Hub. Zero values take the defaults noted.
 type Options struct {
 	QueueBytes   int           // bytes queued per connection before it is closed as too slow; 1 MiB
 	QueueFrames  int           // frames queued per connection before the same; 4096
 	WriteTimeout time.Duration // how long a graceful close may flush; 10 s
-	// WriteDelay is how long a connection's writer waits, once woken, for
-	// more frames before it writes: under a broadcast storm a delay of a
-	// few milliseconds turns one syscall per frame into one per batch.
-	// 0: write at once.
+	// WriteDelay is how long the writer of a busy connection (one that
+	// wrote within the last busyFor delays) waits, once woken, for more
+	// frames before it writes: under a broadcast storm a few milliseconds
+	// turn one syscall per frame into one per batch, while a quiet
+	// connection still writes at once. 0: always write at once.
 	WriteDelay      time.Duration
 	MaxConns        int           // connections on this node; 0 is no limit
 	MaxConnsPerUser int           // 0 is no limit
