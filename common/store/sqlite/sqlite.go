@@ -157,12 +157,11 @@ func dsn(path, synchronous string, writer bool) string {
 	query.Add("_pragma", "journal_mode(WAL)")
 	query.Add("_pragma", "synchronous("+synchronous+")")
 	query.Add("_pragma", "foreign_keys(1)")
-	// Pages cached in memory per connection (negative: KiB), and reads
-	// through a memory map instead of a pread per page: with the default
-	// 2 MiB cache the writer spent a sixth of its time re-reading index
-	// pages. Both are ceilings; memory is used as pages are touched.
+	// Pages cached in memory per connection (negative: KiB): with the
+	// default 2 MiB the writer spent a sixth of its time re-reading index
+	// pages. A ceiling; memory is used as pages are touched. (A memory map
+	// gained little more and made every page read count in the RSS.)
 	query.Add("_pragma", "cache_size(-32768)")
-	query.Add("_pragma", "mmap_size(268435456)")
 	if writer {
 		// A deferred transaction that later writes can fail with
 		// SQLITE_BUSY without waiting out busy_timeout; take the lock first.

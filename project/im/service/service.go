@@ -191,6 +191,9 @@ type Stats struct {
 	UptimeS     int64  `json:"uptime_s"`
 }
 
+// Sent is how many messages this process has accepted since it started.
+func (s *Service) Sent() uint64 { return s.sent.Load() }
+
 // Stats reads the counters.
 func (s *Service) Stats(ctx context.Context) (Stats, error) {
 	hs := s.Hub.Stats()
