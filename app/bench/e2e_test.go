@@ -8,6 +8,7 @@ package bench_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,5 +115,20 @@ func TestBenchConnsAndLogin(t *testing.T) {
 	}
 	if res.ServerHeld == nil || res.ServerHeld.Connections < 50 {
 		t.Fatalf("the server saw %+v", res.ServerHeld)
+	}
+}
+
+// A server whose limits would stall the setup for an hour fails the run at
+// once with a message that says what to raise.
+func TestBenchFailsFastOnLongWaits(t *testing.T) {
+	s := servertest.Start(t, func(c *config.Config) { c.Limits.RegistrationsPerHour = 2 })
+	o := bench.Options{URL: s.WSURL, Timeout: time.Minute, Prefix: "t", SessionFile: filepath.Join(t.TempDir(), "sessions")}
+	start := time.Now()
+	res, err := bench.Fanout(context.Background(), o, bench.FanoutConfig{Readers: 5, Pubs: 1, Msgs: 1})
+	if err == nil || !strings.Contains(err.Error(), "raise its limits") {
+		t.Fatalf("Fanout = %+v, %v; want an error that names the limits", res, err)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Errorf("it took %s to give up", time.Since(start))
 	}
 }

@@ -13,6 +13,10 @@ import (
 	"golang.org/x/time/rate"
 )
 
+// maxLoginWait is the longest rate_limited wait a setup login sits out;
+// a longer one (the registrations-per-address limit) fails the run.
+const maxLoginWait = 5 * time.Second
+
 // connectOpts says how a bench connection joins.
 type connectOpts struct {
 	watch  bool // receive im/presence (false: ?presence=0)
@@ -89,6 +93,10 @@ func (k *connector) login(ctx context.Context, c *client, nick string) (user, er
 		var ae *apiError
 		if errors.As(err, &ae) && ae.Code == "rate_limited" {
 			wait := time.Duration(max(ae.RetryAfterMS, 50)) * time.Millisecond
+			if wait > maxLoginWait {
+				return user{}, fmt.Errorf("login %s: the server asks to wait %s (%s); raise its limits for bench runs "+
+					"(README, Performance)", nick, wait.Round(time.Second), ae.Message)
+			}
 			select {
 			case <-time.After(wait):
 				continue
