@@ -68,6 +68,7 @@ type Client struct {
 	write     func([]byte) error
 	closeConn func() error
 	onPush    func(Frame) // when set, takes every frame that is not a waited-for reply
+	leave     func() error
 
 	nextID  atomic.Uint64
 	mu      sync.Mutex
@@ -276,6 +277,17 @@ func (c *Client) Closed() bool {
 // Close closes the client's side.
 func (c *Client) Close() { _ = c.closeConn() }
 
+// Leave ends the client's side the polite way, and at once: a WebSocket
+// close frame, or a TCP half-close. It goes on reading, so the server's
+// replies to what it already sent cannot meet a reset (which would make the
+// kernel throw away what the server had not read yet).
+func (c *Client) Leave() error {
+	if c.leave == nil {
+		return c.closeConn()
+	}
+	return c.leave()
+}
+
 // Login logs the client in (registering the nickname if new) and returns
 // the sid.
 func (c *Client) Login(nickname, password string) string {
@@ -317,6 +329,12 @@ func wsClient(tb testing.TB, conn *websocket.Conn, onPush func(Frame)) *Client {
 		return conn.WriteMessage(websocket.TextMessage, b)
 	}, conn.Close)
 	c.onPush = onPush
+	c.leave = func() error {
+		writeMu.Lock()
+		defer writeMu.Unlock()
+		return conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""),
+			time.Now().Add(DefaultTimeout))
+	}
 	go func() {
 		for {
 			_, msg, err := conn.ReadMessage()
@@ -348,6 +366,12 @@ func tcpClient(tb testing.TB, conn net.Conn, onPush func(Frame)) *Client {
 		return err
 	}, conn.Close)
 	c.onPush = onPush
+	c.leave = func() error {
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			return cw.CloseWrite()
+		}
+		return conn.Close()
+	}
 	go func() {
 		r := bufio.NewReaderSize(conn, 64<<10)
 		for {
