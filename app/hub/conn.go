@@ -66,7 +66,10 @@ type Conn struct {
 	userID      int64 // the user this conn is attached to in the index, or 0
 	attachedAt  int   // its place in Hub.attached, or -1 (guarded by Hub.mu)
 	pingTimer   *time.Timer
-	lastWrite   time.Time // when the writer last wrote frames (the writer's own)
+	lastWrite   time.Time     // when the writer last wrote frames (the writer's own)
+	delaying    bool          // the writer is in its write delay
+	delayWake   chan struct{} // cuts the delay short; made on the first delay
+	delayTimer  *time.Timer   // the delay's timer; made on the first delay
 	writer      sync.WaitGroup
 	finished    bool
 
@@ -124,8 +127,40 @@ func (c *Conn) Enqueue(frame []byte) bool {
 	c.queue = append(c.queue, frame)
 	c.queuedBytes += len(frame)
 	c.wakeWriterLocked()
+	// A queue half full cuts the writer's delay short: the delay is there
+	// to gather frames, never to make a fast reader look slow.
+	if c.delaying && (2*len(c.queue) >= c.hub.opts.QueueFrames || 2*c.queuedBytes >= c.hub.opts.QueueBytes) {
+		c.delaying = false
+		c.delayWake <- struct{}{} // buffered, and only sent while delaying: never blocks
+	}
 	c.mu.Unlock()
 	return true
+}
+
+// delay is the writer's wait for more frames: d, or until Enqueue finds
+// the queue half full. Only the writer calls it.
+func (c *Conn) delay(d time.Duration) {
+	c.mu.Lock()
+	if c.delayWake == nil {
+		c.delayWake = make(chan struct{}, 1)
+		c.delayTimer = time.NewTimer(d)
+	} else {
+		c.delayTimer.Reset(d)
+	}
+	c.delaying = true
+	c.mu.Unlock()
+	select {
+	case <-c.delayTimer.C:
+	case <-c.delayWake:
+		c.delayTimer.Stop()
+	}
+	c.mu.Lock()
+	c.delaying = false
+	select { // a wake sent just as the timer fired
+	case <-c.delayWake:
+	default:
+	}
+	c.mu.Unlock()
 }
 
 // Close closes the connection with code and reason after the frames already
@@ -183,7 +218,7 @@ func (c *Conn) writeLoop() {
 	// so that one write carries them all. One that was quiet writes at
 	// once, so a lone message costs no delay.
 	if d := c.hub.opts.WriteDelay; d > 0 && time.Since(c.lastWrite) < busyFor*d {
-		time.Sleep(d)
+		c.delay(d)
 	}
 	for {
 		c.mu.Lock()
