@@ -173,6 +173,27 @@ func (o *Options) progress(format string, args ...any) {
 	}
 }
 
+// progressEvery prints line() every interval until the returned func runs.
+func (o *Options) progressEvery(every time.Duration, line func() string) func() {
+	if o.Progress == nil {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				o.progress("%s", line())
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return func() { close(stop) }
+}
+
 // apiError is an error reply.
 type apiError struct {
 	Code         string `json:"code"`

@@ -220,7 +220,7 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 			inflight.Wait()
 		}()
 	}
-	stopProgress := k.progressEvery(2*time.Second, func() string {
+	stopProgress := o.progressEvery(2*time.Second, func() string {
 		var got int64
 		for _, r := range readers {
 			got += r.got.Load()

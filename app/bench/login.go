@@ -96,7 +96,7 @@ func Login(ctx context.Context, o Options, cfg LoginConfig) (LoginResult, error)
 			}
 		}()
 	}
-	stop := newConnector(&o).progressEvery(2*time.Second, func() string {
+	stop := o.progressEvery(2*time.Second, func() string {
 		return fmt.Sprintf("%d/%d logged in", logins.Load(), cfg.N)
 	})
 	wg.Wait()

@@ -126,7 +126,7 @@ func Pairs(ctx context.Context, o Options, cfg PairsConfig) (PairsResult, error)
 			inflight.Wait()
 		}()
 	}
-	stopProgress := k.progressEvery(2*time.Second, func() string {
+	stopProgress := o.progressEvery(2*time.Second, func() string {
 		return fmt.Sprintf("acked %d (%.0f/s)", acked.Load(), float64(acked.Load())/time.Since(start).Seconds())
 	})
 	wg.Wait()

@@ -151,7 +151,7 @@ func (k *connector) tryConnectMany(ctx context.Context, n int, nick func(int) st
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stopProgress := k.progressEvery(2*time.Second, func() string {
+	stopProgress := k.o.progressEvery(2*time.Second, func() string {
 		return fmt.Sprintf("connected %d/%d (%d resumed, %d logins, %d failed)", done.Load(), n, k.resume.Load(),
 			k.logins.Load(), failed.Load())
 	})
@@ -196,27 +196,6 @@ func (k *connector) tryConnectMany(ctx context.Context, n int, nick func(int) st
 		failed.Store(int64(n) - done.Load())
 	}
 	return clients, users, int(failed.Load()), firstErr
-}
-
-// progressEvery prints line() every interval until the returned func runs.
-func (k *connector) progressEvery(every time.Duration, line func() string) func() {
-	if k.o.Progress == nil {
-		return func() {}
-	}
-	stop := make(chan struct{})
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				k.o.progress("%s", line())
-			case <-stop:
-				return
-			}
-		}
-	}()
-	return func() { close(stop) }
 }
 
 // closeAll closes the clients in parallel.

@@ -332,25 +332,24 @@ func (h *Hub) Deliver(users []int64, frame []byte, except uint64) {
 // Broadcast enqueues frame on every logged-in connection except the one
 // numbered exceptConn and those of exceptUser (0: none).
 func (h *Hub) Broadcast(frame []byte, exceptConn uint64, exceptUser int64) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	n := 0
-	for _, c := range h.attached {
-		if c.id != exceptConn && (exceptUser == 0 || c.userID != exceptUser) && c.Enqueue(frame) {
-			n++
-		}
-	}
-	h.delivered.Add(uint64(n))
+	h.broadcast(frame, exceptConn, exceptUser, false)
 }
 
 // BroadcastPresence enqueues a presence frame on every logged-in connection
 // that watches presence.
 func (h *Hub) BroadcastPresence(frame []byte) {
+	h.broadcast(frame, 0, 0, true)
+}
+
+func (h *Hub) broadcast(frame []byte, exceptConn uint64, exceptUser int64, watchersOnly bool) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	n := 0
 	for _, c := range h.attached {
-		if !c.unwatched.Load() && c.Enqueue(frame) {
+		if c.id == exceptConn || (exceptUser != 0 && c.userID == exceptUser) || (watchersOnly && c.unwatched.Load()) {
+			continue
+		}
+		if c.Enqueue(frame) {
 			n++
 		}
 	}

@@ -78,16 +78,13 @@ func (b *badFrames) add(now time.Time, limit int) bool {
 // on the connection's own deferred queue while the reader goes on.
 func (o *Options) dispatch(ctx context.Context, c *hub.Conn, bad *badFrames, raw []byte, pipelined bool) bool {
 	var (
-		later func(func() []byte)
 		reply []byte
 		isBad bool
 	)
-	run := func() { reply, isBad = o.Router.DispatchLater(ctx, c, raw, later) }
 	if pipelined {
-		later = c.Defer
-		onFreshStack(run)
+		onFreshStack(func() { reply, isBad = o.Router.DispatchLater(ctx, c, raw, c.Defer) })
 	} else {
-		run()
+		reply, isBad = o.Router.Dispatch(ctx, c, raw)
 	}
 	if reply != nil {
 		c.Enqueue(reply)
