@@ -450,3 +450,80 @@ func TestQueryPlans(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrationRebuildsMessages opens a database made by the first
+// migration alone, with messages in it, and checks that migrating keeps
+// every message and id, drops AUTOINCREMENT, and leaves the indexes and the
+// trigger working: new ids go on above the old ones, a cid is still unique
+// per sender, and private conversations are still listed.
+func TestMigrationRebuildsMessages(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "dce.db")
+	list, err := migrations()
+	if err != nil || len(list) < 2 || list[1].version != 2 {
+		t.Fatalf("migrations: %v, %v", list, err)
+	}
+	old, err := sql.Open("sqlite", dsn(path, "FULL", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.ExecContext(ctx, `CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyMigration(ctx, old, list[0], time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, statement := range []string{
+		`INSERT INTO users (id, nickname, fold, password_hash, created) VALUES (1, 'Ann', 'ann', 'x', 1), (2, 'Bob', 'bob', 'x', 1), (3, 'Cat', 'cat', 'x', 1)`,
+		`INSERT INTO messages (seq, conv_key, sender, to_addr, kind, text, cid, ts) VALUES (1, 'room:lobby', 1, 'room:lobby', 'text', 'one', 'c1', 1)`,
+		`INSERT INTO messages (seq, conv_key, sender, to_addr, to_user, kind, text, ts) VALUES (2, 'dm:1:2', 1, 'user:2', 2, 'text', 'two', 2)`,
+		`INSERT INTO messages (seq, conv_key, sender, to_addr, kind, text, ts) VALUES (3, 'room:lobby', 2, 'room:lobby', 'text', 'three', 3)`,
+	} {
+		if _, err := old.ExecContext(ctx, statement); err != nil {
+			t.Fatalf("%s: %v", statement, err)
+		}
+	}
+	old.Close()
+
+	db := MustOpen(t, Options{Path: path})
+	var schema string
+	if err := db.reader.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE name = 'messages'`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.ToUpper(schema), "AUTOINCREMENT") {
+		t.Errorf("messages still has AUTOINCREMENT: %s", schema)
+	}
+	var objects []string
+	rows, err := db.reader.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE tbl_name = 'messages' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		rows.Scan(&name)
+		objects = append(objects, name)
+	}
+	rows.Close()
+	if want := []string{"messages", "messages_conv", "messages_direct_conversations", "messages_sender_cid"}; !slices.Equal(objects, want) {
+		t.Errorf("objects on messages = %v, want %v", objects, want)
+	}
+
+	lobby, _, err := db.Load(ctx, model.LobbyKey, 0, 0, 10)
+	if err != nil || len(lobby) != 2 || lobby[0].ID != 1 || lobby[0].Text != "one" || lobby[1].ID != 3 || lobby[1].Text != "three" {
+		t.Fatalf("lobby after migrating = %+v, %v", lobby, err)
+	}
+	if _, duplicate, err := db.Append(ctx, storetest.LobbyMessage(1, "one again", "c1")); err != nil || !duplicate {
+		t.Errorf("retrying cid c1: duplicate %v, %v; want a duplicate", duplicate, err)
+	}
+	next := storetest.MustAppend(t, db, storetest.DirectMessage(3, 2, "four", ""))
+	if next.ID != 4 || next.Seq != 4 {
+		t.Errorf("new message: id %d seq %d, want 4 and 4", next.ID, next.Seq)
+	}
+	conversations, err := db.Conversations(ctx, 3) // Cat's first private message: the trigger lists it
+	if err != nil || len(conversations) != 2 || conversations[0].Conv != "dm:2:3" || conversations[0].Last.ID != 4 {
+		t.Errorf("Cat's conversations = %+v, %v; want dm:2:3 (id 4), then the lobby", conversations, err)
+	}
+	if result, err := db.IntegrityCheck(ctx); err != nil || result != "ok" {
+		t.Errorf("integrity check: %q, %v", result, err)
+	}
+}
