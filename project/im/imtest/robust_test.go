@@ -14,6 +14,7 @@ import (
 	"dce/app/boot"
 	"dce/app/node"
 	"dce/app/servertest"
+	"dce/common/config"
 )
 
 // panicSecret is in every test panic's value; it must never reach a client.
@@ -113,7 +114,7 @@ func TestR4SessionCacheCapacity(t *testing.T) {
 	}
 	const sessions, workers = 50_000, 128
 	s := servertest.Start(t)
-	if got, want := s.Config.Session.CacheBytes, 64<<20; got != want {
+	if got, want := s.Config.Session.CacheBytes, config.Default().Session.CacheBytes; got != want {
 		t.Fatalf("the test config's session cache is %d bytes, not the default %d", got, want)
 	}
 	_, userID := authLogin(t, s.DialWS(t, "", nil), "many-sessions", "password-1")
