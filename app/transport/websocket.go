@@ -16,6 +16,7 @@ import (
 	"dce/app/node"
 	"dce/app/wire"
 
+	fws "github.com/fasthttp/websocket"
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
 )
@@ -130,14 +131,32 @@ func originAllowed(origin, host string, allowed []string) bool {
 	return strings.EqualFold(u.Host, host)
 }
 
-// serve runs in the library's goroutine after the upgrade; it is the
-// connection's reader and returns only after the writer has exited.
+// serve runs in the library's goroutine after the upgrade. It takes what
+// it needs from the request, hands the connection to a reader goroutine of
+// its own, and returns. Returning lets fasthttp release the request context
+// and contrib/websocket its copies of the request's locals, query, cookies
+// and headers: kept for the life of the connection they were a fifth of an
+// idle connection's memory. The reader's stack starts afresh, without the
+// handshake's frames under it, and stays at the smallest size reading needs.
 func (ws *WebSocket) serve(wc *websocket.Conn) {
-	ws.active.Add(1)
-	defer ws.active.Add(-1)
-	defer wc.Close() // with KeepHijackedConns the socket is ours to close
 	ip, _ := wc.Locals(localIP).(string)
 	sid, _ := wc.Locals(localSID).(string)
+	unwatched, _ := wc.Locals(localUnwatched).(bool)
+	conn := wc.Conn // contrib's wrapper goes back to its pool when serve returns
+	ws.active.Add(1)
+	go ws.read(conn, ip, sid, unwatched)
+}
+
+// read is the connection's reader; it returns only after the writer has
+// exited.
+func (ws *WebSocket) read(wc *fws.Conn, ip, sid string, unwatched bool) {
+	defer ws.active.Add(-1)
+	defer wc.Close() // with KeepHijackedConns the socket is ours to close
+	defer func() {
+		if p := recover(); p != nil {
+			ws.Log.Error("websocket reader panicked", "panic", p)
+		}
+	}()
 	sink := newWSSink(wc, ws.WriteTimeout)
 	sink.takeControlFrames()
 	register := ws.Hub.Register
@@ -149,7 +168,7 @@ func (ws *WebSocket) serve(wc *websocket.Conn) {
 		sink.Close(hub.ClosePolicy, err.Error())
 		return
 	}
-	if unwatched, _ := wc.Locals(localUnwatched).(bool); unwatched {
+	if unwatched {
 		c.WatchPresence(false)
 	}
 	ctx := context.Background()
@@ -199,9 +218,10 @@ func (ws *WebSocket) handleMessage(ctx context.Context, c *hub.Conn, bad *badFra
 	return ws.dispatch(ctx, c, bad, msg, true)
 }
 
-// recoverPanic replaces the library's recover, which would write the panic
-// text to the client from outside the writer.
-func (ws *WebSocket) recoverPanic(wc *websocket.Conn) {
+// recoverPanic is the library's RecoverHandler. It replaces the library's
+// recover, which would write the panic text to the client from outside the
+// writer.
+func (ws *WebSocket) recoverPanic(*websocket.Conn) {
 	if p := recover(); p != nil {
 		ws.Log.Error("websocket handler panicked", "panic", p)
 	}
@@ -213,7 +233,7 @@ func (ws *WebSocket) recoverPanic(wc *websocket.Conn) {
 // goes through writeRaw, the reader's pong and close echo included (see
 // takeControlFrames), so frames never interleave.
 type wsSink struct {
-	conn         *websocket.Conn
+	conn         *fws.Conn
 	raw          net.Conn
 	writeTimeout time.Duration
 	closeOnce    sync.Once
@@ -223,7 +243,7 @@ type wsSink struct {
 	deadline  writeDeadline
 }
 
-func newWSSink(wc *websocket.Conn, writeTimeout time.Duration) *wsSink {
+func newWSSink(wc *fws.Conn, writeTimeout time.Duration) *wsSink {
 	raw := wc.NetConn()
 	return &wsSink{conn: wc, raw: raw, writeTimeout: writeTimeout, deadline: writeDeadline{conn: raw, timeout: writeTimeout}}
 }
