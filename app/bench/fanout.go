@@ -170,15 +170,19 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var interval time.Duration
+			// Paced senders take turns: sender s starts s/P of an interval
+			// late, so the messages arrive evenly at the rate asked, not P
+			// at a time.
+			var interval, offset time.Duration
 			if cfg.Rate > 0 {
 				interval = time.Duration(float64(time.Second) * float64(cfg.Pubs) / cfg.Rate)
+				offset = interval * time.Duration(s) / time.Duration(cfg.Pubs)
 			}
 			window := make(chan struct{}, cfg.Window)
 			var inflight sync.WaitGroup
 			for seq := 0; seq < count && ctx.Err() == nil; seq++ {
 				if interval > 0 {
-					if d := time.Until(start.Add(time.Duration(seq) * interval)); d > 0 {
+					if d := time.Until(start.Add(offset + time.Duration(seq)*interval)); d > 0 {
 						time.Sleep(d)
 					}
 				}
