@@ -57,6 +57,7 @@ type Conn struct {
 	queue       [][]byte
 	spare       [][]byte // the last batch's slice, reused
 	queuedBytes int
+	urgent      bool // a reply is queued: the writer does not delay
 	writing     bool // a writer goroutine is running
 	pingDue     bool
 	closing     bool
@@ -66,12 +67,18 @@ type Conn struct {
 	userID      int64 // the user this conn is attached to in the index, or 0
 	attachedAt  int   // its place in Hub.attached, or -1 (guarded by Hub.mu)
 	pingTimer   *time.Timer
-	lastWrite   time.Time     // when the writer last wrote frames (the writer's own)
-	delaying    bool          // the writer is in its write delay
-	delayWake   chan struct{} // cuts the delay short; made on the first delay
-	delayTimer  *time.Timer   // the delay's timer; made on the first delay
-	writer      sync.WaitGroup
-	finished    bool
+	// The writer's own, for the write delay (hot): when it last wrote, and
+	// how many frames it wrote in the current and the last rate window.
+	lastWrite        time.Time
+	windowStart      time.Time
+	windowFrames     int
+	lastWindowFrames int
+	countedHot       bool          // counted in Hub.hotConns
+	delaying         bool          // the writer is in its write delay
+	delayWake        chan struct{} // cuts the delay short; made on the first delay
+	delayTimer       *time.Timer   // the delay's timer; made on the first delay
+	writer           sync.WaitGroup
+	finished         bool
 
 	// Deferred requests (later.go); lmu guards the four fields after it.
 	lmu          sync.Mutex
@@ -109,7 +116,15 @@ func (c *Conn) SetSession(s *model.Session) error {
 // Enqueue queues a frame for the writer. It never blocks. It reports false
 // when the connection is closing, or when the frame overflowed the queue, in
 // which case the connection is closed with 4008.
-func (c *Conn) Enqueue(frame []byte) bool {
+func (c *Conn) Enqueue(frame []byte) bool { return c.enqueue(frame, false) }
+
+// Reply queues a reply to the client's request as Enqueue does, but it is
+// written without a write delay: the delay gathers pushes, and must not
+// slow a request's round trip on a busy connection. Pushes queued before
+// it go out in the same write.
+func (c *Conn) Reply(frame []byte) bool { return c.enqueue(frame, true) }
+
+func (c *Conn) enqueue(frame []byte, urgent bool) bool {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -126,21 +141,35 @@ func (c *Conn) Enqueue(frame []byte) bool {
 	}
 	c.queue = append(c.queue, frame)
 	c.queuedBytes += len(frame)
+	c.urgent = c.urgent || urgent
 	c.wakeWriterLocked()
-	// A queue half full cuts the writer's delay short: the delay is there
-	// to gather frames, never to make a fast reader look slow.
-	if c.delaying && (2*len(c.queue) >= c.hub.opts.QueueFrames || 2*c.queuedBytes >= c.hub.opts.QueueBytes) {
-		c.delaying = false
-		c.delayWake <- struct{}{} // buffered, and only sent while delaying: never blocks
+	// A reply, or a queue half full, cuts the writer's delay short: the
+	// delay is there to gather frames, never to make a fast reader look
+	// slow.
+	if c.urgent || 2*len(c.queue) >= c.hub.opts.QueueFrames || 2*c.queuedBytes >= c.hub.opts.QueueBytes {
+		c.cutDelayLocked()
 	}
 	c.mu.Unlock()
 	return true
 }
 
-// delay is the writer's wait for more frames: d, or until Enqueue finds
-// the queue half full. Only the writer calls it.
+// cutDelayLocked ends the writer's delay, if it is in one.
+func (c *Conn) cutDelayLocked() {
+	if c.delaying {
+		c.delaying = false
+		c.delayWake <- struct{}{} // buffered, and only sent while delaying: never blocks
+	}
+}
+
+// delay is the writer's wait for more frames: d, or until a reply comes,
+// Enqueue finds the queue half full, or the connection starts to close.
+// Only the writer calls it.
 func (c *Conn) delay(d time.Duration) {
 	c.mu.Lock()
+	if c.urgent || c.closing {
+		c.mu.Unlock()
+		return
+	}
 	if c.delayWake == nil {
 		c.delayWake = make(chan struct{}, 1)
 		c.delayTimer = time.NewTimer(d)
@@ -197,6 +226,7 @@ func (c *Conn) startCloseLocked(code int, reason string, graceful bool) {
 		c.pingTimer.Stop()
 	}
 	c.wakeWriterLocked()
+	c.cutDelayLocked()
 }
 
 // wakeWriterLocked starts the writer goroutine if it is not running.
@@ -214,13 +244,16 @@ func (c *Conn) wakeWriterLocked() {
 // left to do.
 func (c *Conn) writeLoop() {
 	defer c.writer.Done()
-	// A connection that wrote a moment ago is busy: wait for more frames
-	// so that one write carries them all. One that was quiet writes at
-	// once, so a lone message costs no delay.
-	if d := c.hub.opts.WriteDelay; d > 0 && time.Since(c.lastWrite) < busyFor*d {
-		c.delay(d)
-	}
 	for {
+		// A hot connection waits for more frames so that one write
+		// carries them all, also when frames came in during its last
+		// write; any other writes at once, so a lone message or a steady
+		// trickle costs no delay.
+		hot := c.hot(time.Now())
+		c.countHot(hot)
+		if hot {
+			c.delay(c.hub.writeDelay())
+		}
 		c.mu.Lock()
 		if c.closing && (!c.graceful || len(c.queue) == 0) {
 			code, reason := c.closeCode, c.closeReason
@@ -238,13 +271,14 @@ func (c *Conn) writeLoop() {
 		batch := c.queue
 		c.queue, c.spare = c.spare[:0], nil
 		c.queuedBytes = 0
+		c.urgent = false
 		ping := c.pingDue
 		c.pingDue = false
 		c.mu.Unlock()
 
 		var err error
 		if len(batch) > 0 {
-			c.lastWrite = time.Now()
+			c.noteWrite(time.Now(), len(batch))
 			err = c.sink.WriteFrames(batch)
 			c.hub.framesOut.Add(uint64(len(batch)))
 		}
@@ -273,6 +307,47 @@ func (c *Conn) writeLoop() {
 			c.hub.log.Warn("slow connection closed", "conn", c.id, "transport", c.transport.String(), "reason", "write timeout")
 		}
 	}
+}
+
+// hot reports whether the writer should wait for more frames before it
+// writes: it wrote less than a write delay ago, and frames have lately
+// come fast enough for a delay to gather minDelayedBatch of them. Only the
+// writer calls it.
+func (c *Conn) hot(now time.Time) bool {
+	d := c.hub.opts.WriteDelay
+	if d <= 0 || now.Sub(c.lastWrite) >= d {
+		return false
+	}
+	enough := minDelayedBatch * rateWindow
+	return c.windowFrames >= enough || c.lastWindowFrames >= enough
+}
+
+// countHot keeps Hub.hotConns: hot is what the writer last found. Only
+// the writer calls it, and remove once the writer has exited.
+func (c *Conn) countHot(hot bool) {
+	if hot != c.countedHot {
+		c.countedHot = hot
+		if hot {
+			c.hub.hotConns.Add(1)
+		} else {
+			c.hub.hotConns.Add(-1)
+		}
+	}
+}
+
+// noteWrite counts a write of frames at now for hot. Only the writer calls
+// it.
+func (c *Conn) noteWrite(now time.Time, frames int) {
+	window := rateWindow * c.hub.opts.WriteDelay
+	if since := now.Sub(c.windowStart); since >= window {
+		c.lastWindowFrames = c.windowFrames
+		if since >= 2*window { // a quiet window went by in between
+			c.lastWindowFrames = 0
+		}
+		c.windowStart, c.windowFrames = now, 0
+	}
+	c.windowFrames += frames
+	c.lastWrite = now
 }
 
 // isTimeout reports whether err is a deadline running out (the WebSocket

@@ -12,9 +12,11 @@
 //     the transport's Sink. It runs only while there is something to write (a
 //     queued frame, a ping, a close), so an idle connection costs no
 //     goroutine of its own.
-//   - The writer of a busy connection, once woken, waits Options.WriteDelay
-//     (a few milliseconds) before it takes the queue, so that under a
-//     broadcast storm one write carries many frames.
+//   - The writer of a hot connection (one sent many frames lately), once
+//     woken, waits a write delay before it takes the queue, so that under a
+//     broadcast storm one write carries many frames; the delay grows with
+//     the number of hot connections (hub.go, writeDelay). A reply, a close
+//     or a half-full queue ends the wait.
 //   - Requests that finish later (node.Later: a message waiting for its
 //     commit) run on the connection's deferred goroutine (later.go), one
 //     after another in arrival order; like the writer it exists only while

@@ -23,20 +23,37 @@ var (
 	defaultQueueFrames = 4096
 )
 
-// busyFor is how many write delays after its last write a connection
-// counts as busy.
-const busyFor = 4
+// When a connection's writer waits (Options.WriteDelay): only when frames
+// reach it fast enough for the wait to gather a batch. The writer counts
+// the frames it wrote over windows of rateWindow write delays; a
+// connection is hot when its current or last window held at least
+// minDelayedBatch frames per delay. A chat room's steady trickle (tens of
+// messages a second) never waits; a broadcast storm does.
+//
+// How long: every write costs a syscall of several microseconds whatever
+// it carries, so what bounds a storm's CPU is writes per second, which is
+// hot connections over the delay. The delay therefore grows with the
+// number of hot connections: WriteDelay for each delayScaleConns of them
+// (never less than WriteDelay), up to maxDelayScale times WriteDelay.
+const (
+	rateWindow      = 4
+	minDelayedBatch = 2
+	delayScaleConns = 1000
+	maxDelayScale   = 10
+)
 
 // Options configure a Hub. Zero values take the defaults noted.
 type Options struct {
 	QueueBytes   int           // bytes queued per connection before it is closed as too slow; 1 MiB
 	QueueFrames  int           // frames queued per connection before the same; 4096
 	WriteTimeout time.Duration // how long a graceful close may flush; 10 s
-	// WriteDelay is how long the writer of a busy connection (one that
-	// wrote within the last busyFor delays) waits, once woken, for more
-	// frames before it writes: under a broadcast storm a few milliseconds
-	// turn one syscall per frame into one per batch, while a quiet
-	// connection still writes at once. 0: always write at once.
+	// WriteDelay is how long the writer of a hot connection (one that
+	// wrote less than a delay ago, and has lately been sent at least
+	// minDelayedBatch frames per delay) waits, once woken, for more frames
+	// before it writes, per 1,000 hot connections (see delayScaleConns):
+	// under a broadcast storm that turns one syscall per frame into one
+	// per batch, while a connection sent less still writes each frame at
+	// once. 0: always write at once.
 	WriteDelay      time.Duration
 	MaxConns        int           // connections on this node; 0 is no limit
 	MaxConnsPerUser int           // 0 is no limit
@@ -68,6 +85,7 @@ type Hub struct {
 	nextID     atomic.Uint64
 	slowClosed atomic.Uint64
 	framesOut  atomic.Uint64
+	hotConns   atomic.Int64 // connections whose writer last found them hot
 	delivered  atomic.Uint64
 }
 
@@ -292,6 +310,7 @@ func (h *Hub) anonDecLocked(ip string) {
 
 // remove drops a finished connection from the indexes.
 func (h *Hub) remove(c *Conn) {
+	c.countHot(false) // the writer has exited: its fields are ours
 	h.presenceMu.Lock()
 	defer h.presenceMu.Unlock()
 	h.mu.Lock()
@@ -308,6 +327,15 @@ func (h *Hub) remove(c *Conn) {
 	}
 	h.mu.Unlock()
 	h.emit(events)
+}
+
+// writeDelay is how long a hot connection's writer waits now: WriteDelay
+// for every delayScaleConns hot connections, between 1 and maxDelayScale
+// times WriteDelay.
+func (h *Hub) writeDelay() time.Duration {
+	d := h.opts.WriteDelay
+	scale := min(max(h.hotConns.Load(), delayScaleConns), maxDelayScale*delayScaleConns)
+	return d * time.Duration(scale) / delayScaleConns
 }
 
 // Deliver enqueues frame on every connection of every user in users, except

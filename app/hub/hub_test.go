@@ -35,6 +35,7 @@ type fakeSink struct {
 
 	mu       sync.Mutex
 	events   []string // "frame:...", "ping", "close:CODE:REASON"
+	batches  []int    // the number of frames of each WriteFrames
 	closes   int
 	code     int
 	sealed   bool // set once Finish has returned: any call after it is a bug
@@ -65,10 +66,19 @@ func (s *fakeSink) WriteFrames(frames [][]byte) error {
 			return errAborted
 		}
 	}
+	s.mu.Lock()
+	s.batches = append(s.batches, len(frames))
+	s.mu.Unlock()
 	for _, f := range frames {
 		s.record("frame:" + string(f))
 	}
 	return nil
+}
+
+func (s *fakeSink) Batches() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.batches...)
 }
 
 func (s *fakeSink) Ping() error { s.record("ping"); return nil }

@@ -46,7 +46,7 @@ func (c *Conn) runLater() {
 		c.later = c.later[1:]
 		c.lmu.Unlock()
 		if reply := finish(); reply != nil {
-			c.Enqueue(reply)
+			c.Reply(reply)
 		}
 		c.lmu.Lock()
 		c.laterPending--

@@ -87,7 +87,7 @@ func (o *Options) dispatch(ctx context.Context, c *hub.Conn, bad *badFrames, raw
 		reply, isBad = o.Router.Dispatch(ctx, c, raw)
 	}
 	if reply != nil {
-		c.Enqueue(reply)
+		c.Reply(reply)
 	}
 	if isBad && bad.add(time.Now(), o.Live.Load().BadFramesPerMinute) {
 		c.Close(hub.ClosePolicy, "too many bad frames")
