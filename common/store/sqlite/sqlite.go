@@ -162,6 +162,12 @@ func dsn(path, synchronous string, writer bool) string {
 	// pages. A ceiling; memory is used as pages are touched. (A memory map
 	// gained little more and made every page read count in the RSS.)
 	query.Add("_pragma", "cache_size(-32768)")
+	// Copy the WAL back into the database every 10,000 pages (40 MiB)
+	// rather than SQLite's 1,000: the pages a busy store rewrites most
+	// (index leaves, the table's last page) are then copied once per
+	// checkpoint instead of ten times. Durable private messages took about
+	// a fifth less CPU each. The WAL file keeps that size on disk.
+	query.Add("_pragma", "wal_autocheckpoint(10000)")
 	if writer {
 		// A deferred transaction that later writes can fail with
 		// SQLITE_BUSY without waiting out busy_timeout; take the lock first.
