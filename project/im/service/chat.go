@@ -124,15 +124,15 @@ func (s *Service) publish(msg model.Message, exceptConn uint64) {
 	switch {
 	case msg.ToUser == 0: // the lobby
 		msg.Conv = string(msg.Key)
-		s.Bus.Broadcast(push("im/message", msg), exceptConn, 0)
+		s.Bus.Broadcast(messagePush(&msg), exceptConn, 0)
 	case msg.ToUser == msg.From.ID: // a note to oneself
 		msg.Conv = msg.Key.ViewFor(msg.From.ID)
-		s.Bus.Deliver([]int64{msg.From.ID}, push("im/message", msg), exceptConn)
+		s.Bus.Deliver([]int64{msg.From.ID}, messagePush(&msg), exceptConn)
 	default:
 		msg.Conv = msg.Key.ViewFor(msg.From.ID)
-		s.Bus.Deliver([]int64{msg.From.ID}, push("im/message", msg), exceptConn)
+		s.Bus.Deliver([]int64{msg.From.ID}, messagePush(&msg), exceptConn)
 		msg.Conv = msg.Key.ViewFor(msg.ToUser)
-		s.Bus.Deliver([]int64{msg.ToUser}, push("im/message", msg), 0)
+		s.Bus.Deliver([]int64{msg.ToUser}, messagePush(&msg), 0)
 	}
 }
 

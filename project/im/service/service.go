@@ -182,6 +182,12 @@ func push(path string, body any) []byte {
 	return wire.AppendFrame(make([]byte, 0, len(path)+1+len(b)), path, "", b)
 }
 
+// messagePush encodes an im/message push without reflection: it is built
+// for every message, once per view.
+func messagePush(msg *model.Message) []byte {
+	return msg.AppendJSON(wire.AppendHead(make([]byte, 0, 256+len(msg.Text)), "im/message", ""))
+}
+
 // Stats is what admin/stats and `dce websocket status` report.
 type Stats struct {
 	Connections int    `json:"connections"`
