@@ -84,6 +84,11 @@ for i in $(seq "$RUNS"); do
 	# stalls for hundreds of milliseconds, FULL puts the stall in the tail.
 	want latency && run_with DCE_STORE_SYNCHRONOUS=NORMAL latency-1k-normal fanout -n 1000 -pubs 2 -msgs 300 -rate 20
 	want latency && run_with DCE_STORE_SYNCHRONOUS=NORMAL latency-10k-normal fanout -n 10000 -pubs 2 -msgs 30 -rate 2 -src $SRC -logins 16
+	# What this machine does at best for the same paced fan-outs, with no
+	# server: loopback TCP writes and reads in one process (9,900, as both
+	# ends of each connection count against the 20,000 open files).
+	want latency && "$DCE" bench floor -n 1000 -msgs 300 -rate 20 -json -label floor-1k | tail -1 | tee -a "$OUT"
+	want latency && "$DCE" bench floor -n 9900 -msgs 30 -rate 2 -src $SRC -json -label floor-9900 | tail -1 | tee -a "$OUT"
 	want pairs && run pairs-100 pairs -pairs 100 -duration 20s
 	want login && run login-200 login -n 200 -c 4 -prefix "bench-login-$(date +%s)-$i"
 	want presence && run presence-500 presence -watchers 1000 -n 500 -within 5s

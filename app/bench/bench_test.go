@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -100,5 +101,20 @@ func TestReportMediansAndWorst(t *testing.T) {
 	svg := string(LatencyChart(runs))
 	if !strings.HasPrefix(svg, "<svg") || strings.Count(svg, "<polyline") != 2 || !strings.Contains(svg, ">10000<") {
 		t.Errorf("chart:\n%s", svg)
+	}
+}
+
+// The floor workload needs no server: every write reaches every reader,
+// and each delivery has a latency.
+func TestFloorDeliversEverything(t *testing.T) {
+	res, err := Floor(context.Background(), Options{Timeout: time.Minute}, FloorConfig{Readers: 50, Msgs: 5, Rate: 100, Size: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Expected != 250 || res.Delivered != 250 || res.Latency.P50 <= 0 || res.Latency.Max < res.Latency.P99 {
+		t.Errorf("floor: %+v", res)
+	}
+	if _, err := Floor(context.Background(), Options{}, FloorConfig{Readers: 1 << 20, Msgs: 1, Rate: 1}); err == nil || !strings.Contains(err.Error(), "open files") {
+		t.Errorf("a million connections: %v, want the open files limit named", err)
 	}
 }

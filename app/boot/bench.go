@@ -26,6 +26,7 @@ func (k *Kernel) benchNodes() []node.Node {
 		node.Node{Path: "pairs", Name: "Load: K pairs exchanging durable private messages: -pairs K -duration S", Do: k.BenchPairs},
 		node.Node{Path: "login", Name: "Load: N password logins: -n N [-c C]", Do: k.BenchLogin},
 		node.Node{Path: "presence", Name: "Load: N users come online while W watch: -watchers W -n N [-within S]", Do: k.BenchPresence},
+		node.Node{Path: "floor", Name: "Load: this machine's best paced fan-out over loopback TCP, no server: -n N -msgs M -rate R", Do: k.BenchFloor},
 		node.Node{Path: "report", Name: "Medians of `dce bench -json -label L` lines by label, as a Markdown table: [-svg FILE] < RESULTS", Do: k.BenchReport},
 	)
 }
@@ -183,6 +184,17 @@ func (k *Kernel) BenchPresence(ctx *node.Context) (any, error) {
 	return runBench(ctx, f, func(c context.Context, o bench.Options) (bench.PresenceResult, error) {
 		return bench.Presence(c, o, cfg)
 	})
+}
+
+// BenchFloor is `dce bench floor`.
+func (k *Kernel) BenchFloor(ctx *node.Context) (any, error) {
+	f := newBenchFlags("floor", ctx.Out)
+	var cfg bench.FloorConfig
+	f.fs.IntVar(&cfg.Readers, "n", 1000, "loopback connections")
+	f.fs.IntVar(&cfg.Msgs, "msgs", 30, "messages, each written to every connection")
+	f.fs.Float64Var(&cfg.Rate, "rate", 2, "messages a second")
+	f.fs.IntVar(&cfg.Size, "size", 300, "bytes per message (about an im/message push)")
+	return runBench(ctx, f, func(c context.Context, o bench.Options) (bench.FloorResult, error) { return bench.Floor(c, o, cfg) })
 }
 
 // BenchReport is `dce bench report`: the medians of the JSON lines on
