@@ -153,38 +153,45 @@ func formatFigure(v float64) string {
 }
 
 // LatencyChart draws the paced fan-out runs' (-rate) median p50 and p99
-// latency against the number of readers (a logarithmic axis) as an SVG.
+// latency against the number of readers (a logarithmic axis) as an SVG,
+// with the floor runs' p99 (the machine's best, no server) when there are
+// any.
 func LatencyChart(runs []Run) []byte {
 	type point struct{ readers, p50, p99 float64 }
-	var points []point
+	var server, floor []point
 	for _, g := range groups(runs) {
-		if rate, _ := g.figure("rate"); g.workload != "fanout" || rate <= 0 {
-			continue
-		}
+		rate, _ := g.figure("rate")
 		readers, _ := g.figure("readers")
 		p50, _ := g.figure("latency.p50_ms")
 		p99, _ := g.figure("latency.p99_ms")
-		if readers > 0 {
-			points = append(points, point{readers, p50, p99})
+		switch {
+		case readers <= 0:
+		case g.workload == "fanout" && rate > 0:
+			server = append(server, point{readers, p50, p99})
+		case g.workload == "floor":
+			floor = append(floor, point{readers, p50, p99})
 		}
 	}
-	slices.SortFunc(points, func(a, b point) int { return int(a.readers - b.readers) })
+	byReaders := func(a, b point) int { return int(a.readers - b.readers) }
+	slices.SortFunc(server, byReaders)
+	slices.SortFunc(floor, byReaders)
 	const width, height, left, bottom, top, right = 640.0, 360.0, 60.0, 40.0, 30.0, 20.0
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%.0f" y="18" font-size="14">Fan-out: push latency against lobby readers (medians)</text>`+"\n", left)
-	if len(points) == 0 {
+	all := append(slices.Clone(server), floor...)
+	if len(all) == 0 {
 		b.WriteString("</svg>\n")
 		return b.Bytes()
 	}
-	minX, maxX := math.Log10(points[0].readers), math.Log10(points[len(points)-1].readers)
+	minX, maxX, maxY := math.Inf(1), math.Inf(-1), 0.0
+	for _, p := range all {
+		minX, maxX = min(minX, math.Log10(p.readers)), max(maxX, math.Log10(p.readers))
+		maxY = max(maxY, p.p99)
+	}
 	if maxX-minX < 1 {
 		minX, maxX = math.Floor(minX), math.Floor(minX)+1
-	}
-	maxY := 0.0
-	for _, p := range points {
-		maxY = max(maxY, p.p99)
 	}
 	maxY = niceCeil(maxY)
 	x := func(r float64) float64 { return left + (math.Log10(r)-minX)/(maxX-minX)*(width-left-right) }
@@ -196,22 +203,34 @@ func LatencyChart(runs []Run) []byte {
 		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end">%s ms</text>`+"\n", left-6, y(ms)+4, formatFigure(ms))
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#ddd"/>`+"\n", left, y(ms), width-right, y(ms))
 	}
-	for _, p := range points {
-		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle">%s</text>`+"\n", x(p.readers), height-bottom+16, formatFigure(p.readers))
+	ticks := map[float64]bool{}
+	for _, p := range all {
+		if !ticks[p.readers] {
+			ticks[p.readers] = true
+			fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle">%s</text>`+"\n", x(p.readers), height-bottom+16, formatFigure(p.readers))
+		}
 	}
 	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle">readers</text>`+"\n", (left+width-right)/2, height-6)
 	for _, line := range []struct {
-		name, color string
-		value       func(point) float64
-	}{{"p50", "#1f77b4", func(p point) float64 { return p.p50 }}, {"p99", "#d62728", func(p point) float64 { return p.p99 }}} {
+		name, color, dash string
+		points            []point
+		value             func(point) float64
+	}{
+		{"p50", "#1f77b4", "", server, func(p point) float64 { return p.p50 }},
+		{"p99", "#d62728", "", server, func(p point) float64 { return p.p99 }},
+		{"p99 with no server (bench floor)", "#7f7f7f", ` stroke-dasharray="6 4"`, floor, func(p point) float64 { return p.p99 }},
+	} {
+		if len(line.points) == 0 {
+			continue
+		}
 		var coords []string
-		for _, p := range points {
+		for _, p := range line.points {
 			coords = append(coords, fmt.Sprintf("%.1f,%.1f", x(p.readers), y(line.value(p))))
 			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`+"\n", x(p.readers), y(line.value(p)), line.color)
 		}
-		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", strings.Join(coords, " "), line.color)
-		last := points[len(points)-1]
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s">%s</text>`+"\n", x(last.readers)-30, y(line.value(last))-8, line.color, line.name)
+		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", strings.Join(coords, " "), line.color, line.dash)
+		first := line.points[0]
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s">%s</text>`+"\n", x(first.readers)+8, y(line.value(first))-8, line.color, line.name)
 	}
 	b.WriteString("</svg>\n")
 	return b.Bytes()
