@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,11 @@ type FloorConfig struct {
 	Msgs    int     // messages, each written to every connection
 	Rate    float64 // messages a second
 	Size    int     // bytes per message (at least 8)
+	// Reader, when set, runs the reading side elsewhere (another process,
+	// as the load tool and the server are two): it dials Readers
+	// connections to addr and reads Msgs messages of Size bytes from each.
+	// Nil: the reading side runs in this process (FloorRead).
+	Reader func(ctx context.Context, addr string) (FloorReadResult, error)
 }
 
 // FloorResult is what `dce bench floor` measured.
@@ -25,20 +31,29 @@ type FloorResult struct {
 	Workload  string  `json:"workload"`
 	Readers   int     `json:"readers"`
 	Rate      float64 `json:"rate"`
+	Processes int     `json:"processes"`
 	Expected  int64   `json:"expected"`
 	Delivered int64   `json:"delivered"`
 	Latency   Latency `json:"latency"`
 }
 
+// FloorReadResult is what the reading side of `dce bench floor` saw.
+type FloorReadResult struct {
+	Workload  string  `json:"workload"`
+	Delivered int64   `json:"delivered"`
+	Latency   Latency `json:"latency"`
+}
+
 // Floor measures what this machine can do at best for a paced fan-out,
-// with no server in the way: in this process, a TCP listener on loopback
-// and cfg.Readers connections to it; for each message, one goroutine per
-// connection writes Size bytes carrying the send time (as the hub starts a
-// writer per delivery), and a goroutine per connection reads them (as the
-// load tool's readers do). Its latency is the floor under `fanout -rate`
-// on the same machine: compare the two as a ratio.
+// with no server in the way: a TCP listener on loopback with cfg.Readers
+// connections to it; for each message, one goroutine per connection
+// writes Size bytes carrying the send time (as the hub starts a writer per
+// delivery), and a goroutine per connection reads them (as the load tool's
+// readers do), in another process when cfg.Reader says so. Its latency is
+// the floor under `fanout -rate` on the same machine: compare the two as a
+// ratio.
 func Floor(ctx context.Context, o Options, cfg FloorConfig) (FloorResult, error) {
-	res := FloorResult{Workload: "floor", Readers: cfg.Readers, Rate: cfg.Rate}
+	res := FloorResult{Workload: "floor", Readers: cfg.Readers, Rate: cfg.Rate, Processes: 1}
 	if err := o.Check(); err != nil {
 		return res, err
 	}
@@ -46,10 +61,15 @@ func Floor(ctx context.Context, o Options, cfg FloorConfig) (FloorResult, error)
 		return res, fmt.Errorf("-n, -msgs and -rate must be positive")
 	}
 	cfg.Size = max(cfg.Size, 8)
+	files := cfg.Readers + 64
+	if cfg.Reader == nil {
+		files += cfg.Readers // both ends in this process
+	} else {
+		res.Processes = 2
+	}
 	var limit syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &limit); err == nil && uint64(2*cfg.Readers+64) > limit.Cur {
-		return res, fmt.Errorf("-n %d needs %d open files (both ends of each connection are in this process); the limit is %d",
-			cfg.Readers, 2*cfg.Readers+64, limit.Cur)
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &limit); err == nil && uint64(files) > limit.Cur {
+		return res, fmt.Errorf("-n %d needs %d open files in this process; the limit is %d", cfg.Readers, files, limit.Cur)
 	}
 	ctx, cancel := o.withDeadline(ctx)
 	defer cancel()
@@ -59,51 +79,39 @@ func Floor(ctx context.Context, o Options, cfg FloorConfig) (FloorResult, error)
 		return res, err
 	}
 	defer ln.Close()
-	var (
-		lat       Histogram
-		delivered atomic.Int64
-		readers   sync.WaitGroup
-		mu        sync.Mutex
-		open      []net.Conn // both ends, closed at the end
-	)
+	reader := cfg.Reader
+	if reader == nil {
+		reader = func(ctx context.Context, addr string) (FloorReadResult, error) { return FloorRead(ctx, o, addr, cfg) }
+	}
+	type outcome struct {
+		read FloorReadResult
+		err  error
+	}
+	readDone := make(chan outcome, 1)
+	go func() {
+		r, err := reader(ctx, ln.Addr().String())
+		readDone <- outcome{r, err}
+	}()
+	var writers []net.Conn
 	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range open {
-			c.Close()
+		for _, w := range writers {
+			w.Close()
 		}
 	}()
-	writers := make([]net.Conn, 0, cfg.Readers)
-	for i := range cfg.Readers {
-		d := net.Dialer{}
-		if src := o.source(i); src != nil {
-			d.LocalAddr = &net.TCPAddr{IP: src}
-		}
-		client, err := d.DialContext(ctx, "tcp", ln.Addr().String())
+	go func() { <-ctx.Done(); ln.Close() }() // ends a wait for a reader that failed to connect
+	for range cfg.Readers {
+		w, err := ln.Accept()
 		if err != nil {
-			return res, fmt.Errorf("connection %d: %w", i, err)
-		}
-		server, err := ln.Accept()
-		if err != nil {
-			client.Close()
-			return res, err
-		}
-		mu.Lock()
-		open = append(open, client, server)
-		mu.Unlock()
-		writers = append(writers, server)
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			buf := make([]byte, cfg.Size)
-			for range cfg.Msgs {
-				if _, err := io.ReadFull(client, buf); err != nil {
-					return
+			select {
+			case r := <-readDone:
+				if r.err != nil {
+					return res, r.err
 				}
-				lat.Add(time.Duration(time.Now().UnixNano() - int64(binary.LittleEndian.Uint64(buf))))
-				delivered.Add(1)
+			default:
 			}
-		}()
+			return res, fmt.Errorf("accepting the readers: %w", err)
+		}
+		writers = append(writers, w)
 	}
 	o.progress("%d loopback connections open; writing %d messages at %.0f a second", cfg.Readers, cfg.Msgs, cfg.Rate)
 
@@ -121,17 +129,83 @@ func Floor(ctx context.Context, o Options, cfg FloorConfig) (FloorResult, error)
 		}
 	}
 	writes.Wait()
+	var r outcome
+	select {
+	case r = <-readDone:
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	res.Expected = int64(cfg.Readers) * int64(cfg.Msgs)
+	res.Delivered, res.Latency = r.read.Delivered, r.read.Latency
+	if r.err != nil {
+		return res, r.err
+	}
+	if res.Delivered != res.Expected {
+		return res, fmt.Errorf("%d of %d deliveries arrived", res.Delivered, res.Expected)
+	}
+	return res, nil
+}
+
+// FloorRead is the reading side of Floor: it dials cfg.Readers connections
+// to addr (a loopback address) and reads cfg.Msgs messages of cfg.Size
+// bytes from each, timing each from the send time it carries.
+func FloorRead(ctx context.Context, o Options, addr string, cfg FloorConfig) (FloorReadResult, error) {
+	res := FloorReadResult{Workload: "floor-read"}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return res, fmt.Errorf("-addr: %v", err)
+	}
+	if err := loopbackHost(host); err != nil {
+		return res, fmt.Errorf("-addr: %v", err)
+	}
+	cfg.Size = max(cfg.Size, 8)
+	ctx, cancel := o.withDeadline(ctx)
+	defer cancel()
+	var (
+		lat       Histogram
+		delivered atomic.Int64
+		readers   sync.WaitGroup
+		conns     []net.Conn
+	)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range cfg.Readers {
+		d := net.Dialer{}
+		if src := o.source(i); src != nil {
+			d.LocalAddr = &net.TCPAddr{IP: src}
+		}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return res, fmt.Errorf("connection %d: %w", i, err)
+		}
+		conns = append(conns, c)
+		readers.Go(func() {
+			buf := make([]byte, cfg.Size)
+			for range cfg.Msgs {
+				if _, err := io.ReadFull(c, buf); err != nil {
+					return
+				}
+				lat.Add(time.Duration(time.Now().UnixNano() - int64(binary.LittleEndian.Uint64(buf))))
+				delivered.Add(1)
+			}
+		})
+	}
 	done := make(chan struct{})
 	go func() { readers.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
+		for _, c := range conns {
+			c.Close()
+		}
+		<-done
 	}
-	res.Expected = int64(cfg.Readers) * int64(cfg.Msgs)
-	res.Delivered = delivered.Load()
-	res.Latency = lat.Summary()
-	if res.Delivered != res.Expected {
-		return res, fmt.Errorf("%d of %d deliveries arrived before the time bound", res.Delivered, res.Expected)
+	res.Delivered, res.Latency = delivered.Load(), lat.Summary()
+	if want := int64(cfg.Readers) * int64(cfg.Msgs); res.Delivered != want {
+		return res, errors.New("the reading side stopped before every message arrived")
 	}
 	return res, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -27,6 +28,7 @@ func (k *Kernel) benchNodes() []node.Node {
 		node.Node{Path: "login", Name: "Load: N password logins: -n N [-c C]", Do: k.BenchLogin},
 		node.Node{Path: "presence", Name: "Load: N users come online while W watch: -watchers W -n N [-within S]", Do: k.BenchPresence},
 		node.Node{Path: "floor", Name: "Load: this machine's best paced fan-out over loopback TCP, no server: -n N -msgs M -rate R", Do: k.BenchFloor},
+		node.Node{Path: "floor-read", Name: "Load: the reading side of bench floor, which starts it", Do: k.BenchFloorRead},
 		node.Node{Path: "report", Name: "Medians of `dce bench -json -label L` lines by label, as a Markdown table: [-svg FILE] < RESULTS", Do: k.BenchReport},
 	)
 }
@@ -186,7 +188,9 @@ func (k *Kernel) BenchPresence(ctx *node.Context) (any, error) {
 	})
 }
 
-// BenchFloor is `dce bench floor`.
+// BenchFloor is `dce bench floor`. By default its reading side runs in a
+// second process (`dce bench floor-read`), as the load tool and the server
+// are two processes.
 func (k *Kernel) BenchFloor(ctx *node.Context) (any, error) {
 	f := newBenchFlags("floor", ctx.Out)
 	var cfg bench.FloorConfig
@@ -194,7 +198,52 @@ func (k *Kernel) BenchFloor(ctx *node.Context) (any, error) {
 	f.fs.IntVar(&cfg.Msgs, "msgs", 30, "messages, each written to every connection")
 	f.fs.Float64Var(&cfg.Rate, "rate", 2, "messages a second")
 	f.fs.IntVar(&cfg.Size, "size", 300, "bytes per message (about an im/message push)")
-	return runBench(ctx, f, func(c context.Context, o bench.Options) (bench.FloorResult, error) { return bench.Floor(c, o, cfg) })
+	procs := f.fs.Int("procs", 2, "1: read in this process; 2: in a second one")
+	return runBench(ctx, f, func(c context.Context, o bench.Options) (bench.FloorResult, error) {
+		if *procs == 2 {
+			cfg.Reader = func(c context.Context, addr string) (bench.FloorReadResult, error) {
+				return floorReader(c, addr, f, cfg)
+			}
+		}
+		return bench.Floor(c, o, cfg)
+	})
+}
+
+// floorReader runs `dce bench floor-read` for BenchFloor and reads its
+// JSON line.
+func floorReader(ctx context.Context, addr string, f *benchFlags, cfg bench.FloorConfig) (bench.FloorReadResult, error) {
+	var res bench.FloorReadResult
+	exe, err := os.Executable()
+	if err != nil {
+		return res, err
+	}
+	cmd := exec.CommandContext(ctx, exe, "bench", "floor-read", "-json", "-addr", addr, "-src", f.src,
+		"-n", fmt.Sprint(cfg.Readers), "-msgs", fmt.Sprint(cfg.Msgs), "-size", fmt.Sprint(cfg.Size),
+		"-timeout", f.timeout.String())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if jsonErr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); jsonErr != nil && err == nil {
+		err = fmt.Errorf("floor-read printed %q: %w", out, jsonErr)
+	}
+	if err != nil {
+		return res, fmt.Errorf("floor-read: %w", err)
+	}
+	return res, nil
+}
+
+// BenchFloorRead is `dce bench floor-read`, the reading side of `dce bench
+// floor`, which starts it.
+func (k *Kernel) BenchFloorRead(ctx *node.Context) (any, error) {
+	f := newBenchFlags("floor-read", ctx.Out)
+	var cfg bench.FloorConfig
+	addr := f.fs.String("addr", "", "the floor's loopback listener")
+	f.fs.IntVar(&cfg.Readers, "n", 1000, "connections")
+	f.fs.IntVar(&cfg.Msgs, "msgs", 30, "messages to read on each")
+	f.fs.IntVar(&cfg.Size, "size", 300, "bytes per message")
+	return runBench(ctx, f, func(c context.Context, o bench.Options) (bench.FloorReadResult, error) {
+		return bench.FloorRead(c, o, *addr, cfg)
+	})
 }
 
 // BenchReport is `dce bench report`: the medians of the JSON lines on
