@@ -143,7 +143,7 @@ func Default() Config {
 		Store: Store{Driver: "sqlite", Synchronous: "FULL", MaxBatch: 1024},
 		Auth:  Auth{ArgonMemoryKiB: 19456, ArgonTime: 2, ArgonThreads: 1, HashWait: Duration{200 * time.Millisecond}},
 		Transport: Transport{PingInterval: Duration{27 * time.Second}, PongWait: Duration{30 * time.Second},
-			WriteTimeout: Duration{10 * time.Second}, WriteDelay: Duration{30 * time.Millisecond}, QueueBytes: 1 << 20, QueueFrames: 4096,
+			WriteTimeout: Duration{10 * time.Second}, WriteDelay: Duration{50 * time.Millisecond}, QueueBytes: 1 << 20, QueueFrames: 4096,
 			UDPPeerTimeout: Duration{60 * time.Second}, HTTPReadTimeout: Duration{10 * time.Second},
 			TCPIdleTimeout: Duration{10 * time.Minute}, FrameTimeout: Duration{10 * time.Second}},
 	}
