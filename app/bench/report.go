@@ -203,8 +203,12 @@ func LatencyChart(runs []Run) []byte {
 		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end">%s ms</text>`+"\n", left-6, y(ms)+4, formatFigure(ms))
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#ddd"/>`+"\n", left, y(ms), width-right, y(ms))
 	}
+	labelled := server // the floor's 9,900 would crowd the server's 10,000
+	if len(labelled) == 0 {
+		labelled = floor
+	}
 	ticks := map[float64]bool{}
-	for _, p := range all {
+	for _, p := range labelled {
 		if !ticks[p.readers] {
 			ticks[p.readers] = true
 			fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle">%s</text>`+"\n", x(p.readers), height-bottom+16, formatFigure(p.readers))
