@@ -6,6 +6,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,10 +19,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Options are the settings every workload shares.
@@ -202,6 +206,38 @@ type apiError struct {
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+// sendBody is an im/send body, built without reflection: the load tool
+// shares the machine with the server, so its own per-message work is kept
+// small.
+func sendBody(to, text, cid string) []byte {
+	b := make([]byte, 0, 32+len(to)+len(text)+len(cid))
+	b = append(b, `{"to":`...)
+	b, _ = jsontext.AppendQuote(b, to)
+	b = append(b, `,"text":`...)
+	b, _ = jsontext.AppendQuote(b, text)
+	if cid != "" {
+		b = append(b, `,"cid":`...)
+		b, _ = jsontext.AppendQuote(b, cid)
+	}
+	return append(b, '}')
+}
+
+// replyID reads the "id" number of an im/send reply ({"id":N,...}).
+func replyID(body []byte) (int64, bool) {
+	const key = `"id":`
+	i := bytes.Index(body, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	rest := body[i+len(key):]
+	end := bytes.IndexAny(rest, ",}")
+	if end < 0 {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(string(bytes.TrimSpace(rest[:end])), 10, 64)
+	return id, err == nil
+}
 
 func replyError(body []byte) *apiError {
 	if !strings.Contains(string(body[:min(len(body), 16)]), `"error"`) {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -120,5 +121,29 @@ func TestFloorDeliversEverything(t *testing.T) {
 	}
 	if _, err := Floor(context.Background(), Options{}, FloorConfig{Readers: 1 << 20, Msgs: 1, Rate: 1}); err == nil || !strings.Contains(err.Error(), "open files") {
 		t.Errorf("a million connections: %v, want the open files limit named", err)
+	}
+}
+
+// sendBody is valid JSON with the values given; replyID reads the id of a
+// real reply and refuses what is not one.
+func TestSendBodyAndReplyID(t *testing.T) {
+	body := sendBody("user:7", "0 12 1763800000123456789 quote\" back\\ ünï", "b1-2-3")
+	var got map[string]string
+	if err := json.Unmarshal(body, &got); err != nil || got["to"] != "user:7" || got["cid"] != "b1-2-3" ||
+		got["text"] != "0 12 1763800000123456789 quote\" back\\ ünï" || len(got) != 3 {
+		t.Errorf("sendBody = %s (%v, %v)", body, got, err)
+	}
+	if body := sendBody("room:lobby", "x", ""); string(body) != `{"to":"room:lobby","text":"x"}` {
+		t.Errorf("sendBody without cid = %s", body)
+	}
+	for body, want := range map[string]int64{`{"id":1042,"ts":1,"cid":"c","conv":"user:7"}`: 1042, `{"ts":1,"id":7}`: 7} {
+		if id, ok := replyID([]byte(body)); !ok || id != want {
+			t.Errorf("replyID(%s) = %d, %v; want %d", body, id, ok, want)
+		}
+	}
+	for _, body := range []string{`{}`, `{"id":"x"}`, `{"error":{"code":"bad_request"}}`, `{"id":`} {
+		if id, ok := replyID([]byte(body)); ok {
+			t.Errorf("replyID(%s) = %d, want none", body, id)
+		}
 	}
 }

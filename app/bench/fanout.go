@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -187,7 +186,7 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 					}
 				}
 				window <- struct{}{}
-				body, _ := json.Marshal(map[string]string{"to": cfg.To, "text": benchText(s, seq, cfg.Size)})
+				body := sendBody(cfg.To, benchText(s, seq, cfg.Size), "")
 				at := time.Now()
 				ch, err := c.start("im/send", body)
 				sent.Add(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,8 +92,8 @@ func Pairs(ctx context.Context, o Options, cfg PairsConfig) (PairsResult, error)
 			var inflight sync.WaitGroup
 			for seq := 0; time.Now().Before(stopAt) && ctx.Err() == nil; seq++ {
 				window <- struct{}{}
-				body, _ := json.Marshal(map[string]string{"to": fmt.Sprintf("user:%d", partner.id),
-					"text": benchText(i, seq, cfg.Size), "cid": fmt.Sprintf("b%s-%d-%d", run, i, seq)})
+				body := sendBody("user:"+strconv.FormatInt(partner.id, 10), benchText(i, seq, cfg.Size),
+					"b"+run+"-"+strconv.Itoa(i)+"-"+strconv.Itoa(seq))
 				at := time.Now()
 				ch, err := c.start("im/send", body)
 				if err != nil {
@@ -113,12 +114,9 @@ func Pairs(ctx context.Context, o Options, cfg PairsConfig) (PairsResult, error)
 					}
 					ack.Add(time.Since(at))
 					acked.Add(1)
-					var a struct {
-						ID int64 `json:"id"`
-					}
-					if json.Unmarshal(r.body, &a) == nil {
+					if id, ok := replyID(r.body); ok {
 						mu.Lock()
-						ackedIDs[i] = append(ackedIDs[i], a.ID)
+						ackedIDs[i] = append(ackedIDs[i], id)
 						mu.Unlock()
 					}
 				}()

@@ -150,13 +150,22 @@ func (r *Router) appendResult(dst []byte, f wire.Frame, result any) []byte {
 	return append(dst, body...)
 }
 
-// EncodeResult encodes a node's result as JSON: {} for nil, RawJSON as is.
+// JSONAppender is a result that encodes itself, without reflection, as
+// json.Marshal would: for the results of the busiest nodes.
+type JSONAppender interface {
+	AppendJSON(dst []byte) []byte
+}
+
+// EncodeResult encodes a node's result as JSON: {} for nil, RawJSON as is,
+// a JSONAppender by itself.
 func EncodeResult(result any) ([]byte, error) {
 	switch v := result.(type) {
 	case nil:
 		return []byte("{}"), nil
 	case RawJSON:
 		return v, nil
+	case JSONAppender:
+		return v.AppendJSON(make([]byte, 0, 128)), nil
 	}
 	return json.Marshal(result, json.Deterministic(false))
 }

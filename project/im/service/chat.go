@@ -3,10 +3,13 @@ package service
 import (
 	"context"
 	"errors"
+	"strconv"
 
 	"dce/app/node"
 	"dce/common/model"
 	"dce/common/store"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // SendRequest is im/send's body.
@@ -24,6 +27,20 @@ type SendResult struct {
 	TS   int64  `json:"ts"`
 	CID  string `json:"cid"`
 	Conv string `json:"conv"`
+}
+
+// AppendJSON encodes r as json.Marshal does (node.JSONAppender): every
+// message sent is answered with one.
+func (r SendResult) AppendJSON(b []byte) []byte {
+	b = append(b, `{"id":`...)
+	b = strconv.AppendInt(b, r.ID, 10)
+	b = append(b, `,"ts":`...)
+	b = strconv.AppendInt(b, r.TS, 10)
+	b = append(b, `,"cid":`...)
+	b, _ = jsontext.AppendQuote(b, r.CID) // invalid UTF-8 never gets this far (see model.Message.AppendJSON)
+	b = append(b, `,"conv":`...)
+	b, _ = jsontext.AppendQuote(b, r.Conv)
+	return append(b, '}')
 }
 
 const maxCID = 64
