@@ -264,6 +264,7 @@ func (c *Conn) writeLoop() {
 			return
 		}
 		if len(c.queue) == 0 && !c.pingDue {
+			c.countHot(false) // while still the writer: Hub.hotConns counts busy writers only
 			c.writing = false
 			c.mu.Unlock()
 			return
@@ -322,8 +323,9 @@ func (c *Conn) hot(now time.Time) bool {
 	return c.windowFrames >= enough || c.lastWindowFrames >= enough
 }
 
-// countHot keeps Hub.hotConns: hot is what the writer last found. Only
-// the writer calls it, and remove once the writer has exited.
+// countHot keeps Hub.hotConns: hot is what the running writer last found
+// (false once it exits). Only the writer calls it, and remove once the
+// writer has exited for good.
 func (c *Conn) countHot(hot bool) {
 	if hot != c.countedHot {
 		c.countedHot = hot
