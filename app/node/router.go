@@ -142,6 +142,9 @@ func pathOrError(p string) string {
 // appendResult appends the encoded result; a result that cannot be encoded
 // turns into an internal error frame instead.
 func (r *Router) appendResult(dst []byte, f wire.Frame, result any) []byte {
+	if a, ok := result.(JSONAppender); ok {
+		return a.AppendJSON(dst) // straight into the frame: no body buffer to copy
+	}
 	body, err := EncodeResult(result)
 	if err != nil {
 		r.log.Error("encode result", "path", f.Path, "err", err)
