@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -59,6 +60,26 @@ type ServerFigures struct {
 	CPUSeconds  float64 `json:"cpu_s"`
 	Connections int     `json:"connections"`
 	Goroutines  int     `json:"goroutines"`
+	Commits     int64   `json:"store_commits"`
+}
+
+// toolCPU is the CPU time, user and system, that this process has used:
+// the load tool's own share of the machine, reported next to the server's.
+func toolCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// perCommit is how many messages each of the store's group commits
+// carried between two readings of the server's figures, or 0 if unknown.
+func perCommit(msgs int64, before, after *ServerFigures) float64 {
+	if before == nil || after == nil || after.Commits <= before.Commits {
+		return 0
+	}
+	return float64(msgs) / float64(after.Commits-before.Commits)
 }
 
 // Check validates the options and fills in defaults.

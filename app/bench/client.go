@@ -34,8 +34,11 @@ type client struct {
 	br     *bufio.Reader
 	onPush func(path, body []byte, size int)
 
-	wmu  sync.Mutex // guards writes and wbuf
-	wbuf bytes.Buffer
+	wmu      sync.Mutex // guards the four fields below
+	pending  []byte     // frames waiting for the call that is writing
+	spare    []byte     // the last write's buffer, reused
+	flushing bool       // a writeFrame call is writing; others append to pending
+	werr     error      // the first write error: every later write returns it
 
 	nextID  atomic.Uint64
 	mu      sync.Mutex
@@ -132,71 +135,125 @@ func (c *client) read() {
 	_ = c.nc.Close()
 }
 
-// handle routes one frame. A push (no id) goes to onPush as it is, without
-// the JSON check a reply gets: the tool must cost the machine less than the
-// server it measures.
+// handle routes one frame: a reply (path:id;body) to the request waiting
+// for it, anything else to onPush as it is. Neither gets the JSON check the
+// server's frames get: the tool must cost the machine less than the server
+// it measures, and a reply's body is parsed by whoever waits for it.
 func (c *client) handle(raw []byte) {
-	if head := bytes.IndexByte(raw, ';'); head > 0 && bytes.IndexByte(raw[:head], ':') < 0 {
-		if c.onPush != nil {
-			c.onPush(raw[:head], raw[head+1:], len(raw))
-		}
-		return
+	head := bytes.IndexByte(raw, ';')
+	body := []byte(nil)
+	if head < 0 {
+		head = len(raw)
+	} else {
+		body = raw[head+1:]
 	}
-	f, err := wire.Parse(raw, 0)
-	if err != nil {
-		return
-	}
-	if f.ID != "" {
-		if id, err := strconv.ParseUint(f.ID, 10, 64); err == nil {
+	path := raw[:head]
+	if colon := bytes.IndexByte(path, ':'); colon >= 0 {
+		path = raw[:colon]
+		if id, err := strconv.ParseUint(string(raw[colon+1:head]), 10, 64); err == nil {
 			c.mu.Lock()
 			ch, ok := c.waiting[id]
 			delete(c.waiting, id)
 			c.mu.Unlock()
 			if ok {
-				ch <- reply{body: append([]byte(nil), f.Body...)}
+				ch <- reply{body: append([]byte(nil), body...)}
 				return
 			}
 		}
 	}
 	if c.onPush != nil {
-		c.onPush([]byte(f.Path), f.Body, len(raw))
+		c.onPush(path, body, len(raw))
 	}
 }
 
-// writeFrame writes one masked WebSocket frame with one syscall.
+// writeFrame writes one masked WebSocket frame; see writeFrames.
 func (c *client) writeFrame(op ws.OpCode, payload []byte) error {
+	return c.writeFrames(op, payload)
+}
+
+// writeFrames writes masked WebSocket frames, one per payload, with one
+// syscall. Frames written while another call is in its syscall are
+// appended to pending, and that call sends them with its next write: like
+// any pipelining client, the tool sends what it has at once and never
+// waits to gather more. The error of a write that fails after this call
+// returned reaches its callers as the connection's close.
+func (c *client) writeFrames(op ws.OpCode, payloads ...[]byte) error {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.wbuf.Reset()
-	f := ws.MaskFrameInPlace(ws.NewFrame(op, true, append([]byte(nil), payload...)))
-	if err := ws.WriteFrame(&c.wbuf, f); err != nil {
+	if c.werr != nil {
+		err := c.werr
+		c.wmu.Unlock()
 		return err
 	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	_, err := c.nc.Write(c.wbuf.Bytes())
+	w := bytes.NewBuffer(c.pending)
+	for _, payload := range payloads {
+		f := ws.MaskFrameInPlace(ws.NewFrame(op, true, append([]byte(nil), payload...)))
+		if err := ws.WriteFrame(w, f); err != nil {
+			c.wmu.Unlock()
+			return err
+		}
+	}
+	c.pending = w.Bytes()
+	if c.flushing {
+		c.wmu.Unlock()
+		return nil
+	}
+	c.flushing = true
+	for len(c.pending) > 0 && c.werr == nil {
+		out := c.pending
+		c.pending, c.spare = c.spare[:0], nil
+		c.wmu.Unlock()
+		_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, err := c.nc.Write(out)
+		c.wmu.Lock()
+		c.spare = out
+		if err != nil {
+			c.werr = err
+		}
+	}
+	c.flushing = false
+	err := c.werr
+	c.wmu.Unlock()
 	return err
 }
 
 // start sends a request and returns the channel its reply will arrive on.
 func (c *client) start(path string, body []byte) (<-chan reply, error) {
-	id := c.nextID.Add(1)
-	ch := make(chan reply, 1)
+	chs, err := c.startMany(path, [][]byte{body})
+	if err != nil {
+		return nil, err
+	}
+	return chs[0], nil
+}
+
+// startMany sends one request per body with one write, and returns the
+// channels their replies will arrive on, in the same order.
+func (c *client) startMany(path string, bodies [][]byte) ([]<-chan reply, error) {
+	chs := make([]<-chan reply, len(bodies))
+	ids := make([]uint64, len(bodies))
+	frames := make([][]byte, len(bodies))
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
 		return nil, err
 	}
-	c.waiting[id] = ch
+	for i, body := range bodies {
+		ids[i] = c.nextID.Add(1)
+		ch := make(chan reply, 1)
+		c.waiting[ids[i]] = ch
+		chs[i] = ch
+		frames[i] = wire.AppendFrame(nil, path, strconv.FormatUint(ids[i], 10), body)
+	}
 	c.mu.Unlock()
-	frame := wire.AppendFrame(nil, path, strconv.FormatUint(id, 10), body)
-	if err := c.writeFrame(ws.OpText, frame); err != nil {
+	if err := c.writeFrames(ws.OpText, frames...); err != nil {
 		c.mu.Lock()
-		delete(c.waiting, id)
+		for _, id := range ids {
+			delete(c.waiting, id)
+		}
 		c.mu.Unlock()
 		return nil, err
 	}
-	return ch, nil
+	return chs, nil
 }
 
 // call sends a request and waits for its reply for at most timeout. A

@@ -27,7 +27,7 @@ func startBenchServer(t *testing.T) (*servertest.Server, bench.Options) {
 		Server: func() (bench.ServerFigures, error) {
 			st := s.Status()
 			return bench.ServerFigures{RSSBytes: st.RSSBytes, CPUSeconds: st.CPUSeconds, Connections: st.Connections,
-				Goroutines: st.Goroutines}, nil
+				Goroutines: st.Goroutines, Commits: st.StoreCommits}, nil
 		}}
 	return s, o
 }
@@ -80,6 +80,11 @@ func TestBenchPairsStoresEveryAckedMessage(t *testing.T) {
 	}
 	if res.Delivered != res.Acked {
 		t.Errorf("partners got %d pushes for %d acked messages", res.Delivered, res.Acked)
+	}
+	// Every acked message was committed: a commit carries at least one,
+	// and never more than the window lets all senders have in flight.
+	if res.PerCommit < 1 || res.PerCommit > 20*8 || res.ToolCPUS <= 0 {
+		t.Errorf("%.1f messages per commit, tool CPU %.3f s", res.PerCommit, res.ToolCPUS)
 	}
 }
 

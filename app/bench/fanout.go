@@ -43,6 +43,7 @@ type FanoutResult struct {
 	Latency          Latency        `json:"latency"` // send to push
 	Ack              Latency        `json:"ack"`
 	ServerCPUS       float64        `json:"server_cpu_s,omitempty"`
+	ToolCPUS         float64        `json:"tool_cpu_s"` // this load tool's own, first send to last delivery
 	DeliveriesPerCPU float64        `json:"deliveries_per_cpu_s,omitempty"`
 	Server           *ServerFigures `json:"server,omitempty"`
 }
@@ -158,7 +159,7 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 	defer closeAll(sclients)
 	o.progress("%d readers and %d senders connected; sending %d messages", cfg.Readers, cfg.Pubs, cfg.Msgs)
 
-	before := o.figures()
+	before, toolBefore := o.figures(), toolCPU()
 	var ack Histogram
 	var acked, failed, sent atomic.Int64
 	var errOnce sync.Once
@@ -252,7 +253,8 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 		time.Sleep(5 * time.Millisecond)
 	}
 	stopProgress()
-	after := o.figures()
+	after, toolAfter := o.figures(), toolCPU()
+	res.ToolCPUS = toolAfter - toolBefore
 	if lastDelivery.IsZero() {
 		lastDelivery = time.Now()
 	}

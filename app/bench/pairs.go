@@ -35,6 +35,8 @@ type PairsResult struct {
 	Verified      bool           `json:"verified"`
 	MissingStored int            `json:"missing_in_store"`
 	ServerCPUS    float64        `json:"server_cpu_s,omitempty"`
+	ToolCPUS      float64        `json:"tool_cpu_s"`                // this load tool's own, while sending
+	PerCommit     float64        `json:"msgs_per_commit,omitempty"` // acked messages per group commit
 	Server        *ServerFigures `json:"server,omitempty"`
 }
 
@@ -74,7 +76,7 @@ func Pairs(ctx context.Context, o Options, cfg PairsConfig) (PairsResult, error)
 	defer closeAll(clients)
 	o.progress("%d pairs connected; sending for %s", cfg.Pairs, cfg.Duration)
 
-	before := o.figures()
+	before, toolBefore := o.figures(), toolCPU()
 	ackedIDs := make([][]int64, n) // per sender
 	var acked, failed atomic.Int64
 	var errOnce sync.Once
@@ -87,41 +89,72 @@ func Pairs(ctx context.Context, o Options, cfg PairsConfig) (PairsResult, error)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var mu sync.Mutex
-			window := make(chan struct{}, cfg.Window)
-			var inflight sync.WaitGroup
-			for seq := 0; time.Now().Before(stopAt) && ctx.Err() == nil; seq++ {
-				window <- struct{}{}
-				body := sendBody("user:"+strconv.FormatInt(partner.id, 10), benchText(i, seq, cfg.Size),
-					"b"+run+"-"+strconv.Itoa(i)+"-"+strconv.Itoa(seq))
-				at := time.Now()
-				ch, err := c.start("im/send", body)
-				if err != nil {
-					failed.Add(1)
-					errOnce.Do(func() { res.FirstError = err.Error() })
-					<-window
-					break
-				}
-				inflight.Add(1)
-				go func() {
-					defer inflight.Done()
-					defer func() { <-window }()
-					r := <-ch
+			// Replies to one connection's sends come in the order sent, so
+			// one goroutine per user takes them in turn. slots holds the
+			// window: a send takes one, its reply gives it back.
+			type sent struct {
+				ch <-chan reply
+				at time.Time
+			}
+			slots := make(chan struct{}, cfg.Window)
+			inflight := make(chan sent, cfg.Window)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for s := range inflight {
+					var r reply
+					select {
+					case r = <-s.ch:
+					case <-ctx.Done(): // the run's hard bound: no reply is coming in time
+						r.err = ctx.Err()
+					}
+					<-slots
 					if e := replyError(r.body); r.err != nil || e != nil {
 						failed.Add(1)
 						errOnce.Do(func() { res.FirstError = fmt.Sprint(r.err, e) })
-						return
+						continue
 					}
-					ack.Add(time.Since(at))
+					ack.Add(time.Since(s.at))
 					acked.Add(1)
 					if id, ok := replyID(r.body); ok {
-						mu.Lock()
 						ackedIDs[i] = append(ackedIDs[i], id)
-						mu.Unlock()
 					}
-				}()
+				}
+			}()
+			// Each turn sends every message the window has room for,
+			// with one write, as a client with an outbox would.
+			var bodies [][]byte
+			for seq := 0; time.Now().Before(stopAt) && ctx.Err() == nil; {
+				slots <- struct{}{}
+				n := 1
+			fill:
+				for n < cfg.Window {
+					select {
+					case slots <- struct{}{}:
+						n++
+					default:
+						break fill
+					}
+				}
+				bodies = bodies[:0]
+				for range n {
+					bodies = append(bodies, sendBody("user:"+strconv.FormatInt(partner.id, 10), benchText(i, seq, cfg.Size),
+						"b"+run+"-"+strconv.Itoa(i)+"-"+strconv.Itoa(seq)))
+					seq++
+				}
+				at := time.Now()
+				chs, err := c.startMany("im/send", bodies)
+				if err != nil {
+					failed.Add(int64(n))
+					errOnce.Do(func() { res.FirstError = err.Error() })
+					break
+				}
+				for _, ch := range chs {
+					inflight <- sent{ch, at}
+				}
 			}
-			inflight.Wait()
+			close(inflight)
+			<-done
 		}()
 	}
 	stopProgress := o.progressEvery(2*time.Second, func() string {
@@ -130,18 +163,20 @@ func Pairs(ctx context.Context, o Options, cfg PairsConfig) (PairsResult, error)
 	wg.Wait()
 	stopProgress()
 	res.DurationS = time.Since(start).Seconds()
-	after := o.figures()
+	after, toolAfter := o.figures(), toolCPU()
 	// The partners' last pushes may still be on their way.
 	deadline := time.Now().Add(5 * time.Second)
 	for delivered.Load() < acked.Load() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	res.Acked, res.Failed, res.Delivered = acked.Load(), failed.Load(), delivered.Load()
+	res.ToolCPUS = toolAfter - toolBefore
 	res.AckedPerS = float64(res.Acked) / res.DurationS
 	res.DeliveredPerS = float64(res.Delivered) / res.DurationS
 	res.Ack, res.Delivery = ack.Summary(), delivery.Summary()
 	if before != nil && after != nil {
 		res.ServerCPUS, res.Server = after.CPUSeconds-before.CPUSeconds, after
+		res.PerCommit = perCommit(res.Acked, before, after)
 	}
 	if cfg.Verify {
 		missing, err := verifyPairs(ctx, clients, users, ackedIDs)

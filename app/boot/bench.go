@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -46,6 +47,7 @@ type benchFlags struct {
 	logins   int
 	config   string
 	label    string
+	profile  string
 }
 
 func newBenchFlags(name string, out io.Writer) *benchFlags {
@@ -61,6 +63,7 @@ func newBenchFlags(name string, out io.Writer) *benchFlags {
 	f.fs.IntVar(&f.logins, "logins", 8, "connections set up at once")
 	f.fs.StringVar(&f.config, "config", "", "the server's configuration file, to find its control socket for its CPU and memory")
 	f.fs.StringVar(&f.label, "label", "", "a name for this run in the JSON line, which `dce bench report` groups by")
+	f.fs.StringVar(&f.profile, "cpuprofile", "", "write the load tool's own CPU profile to this file (its share of the machine)")
 	return f
 }
 
@@ -95,7 +98,7 @@ func (f *benchFlags) parse(args []string) (bench.Options, error) {
 			var st Status
 			err = json.Unmarshal(raw, &st)
 			return bench.ServerFigures{RSSBytes: st.RSSBytes, CPUSeconds: st.CPUSeconds, Connections: st.Connections,
-				Goroutines: st.Goroutines}, err
+				Goroutines: st.Goroutines, Commits: st.StoreCommits}, err
 		}}
 	return o, o.Check()
 }
@@ -109,6 +112,17 @@ func runBench[R any](ctx *node.Context, f *benchFlags, run func(context.Context,
 	}
 	c, stop := signal.NotifyContext(ctx.Ctx, os.Interrupt)
 	defer stop()
+	if f.profile != "" {
+		file, err := os.Create(f.profile)
+		if err != nil {
+			return nil, cliError(err)
+		}
+		defer file.Close()
+		if err := pprof.StartCPUProfile(file); err != nil {
+			return nil, cliError(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := run(c, o)
 	var fields map[string]any
 	raw, _ := json.Marshal(res)

@@ -35,6 +35,7 @@ type Status struct {
 	HeapInUseBytes   uint64  `json:"heap_inuse_bytes"`
 	CPUSeconds       float64 `json:"cpu_s"` // user + system CPU time of the process
 	StoreSynchronous string  `json:"store_synchronous"`
+	StoreCommits     int64   `json:"store_commits"` // group commits since start
 }
 
 // Status reads the server's figures now. Messages per second is the mean
@@ -46,12 +47,16 @@ func (s *Server) Status() Status {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	httpAddr, tcpAddr, udpAddr := s.Addrs()
+	var commits int64
+	if s.Store != nil {
+		commits = s.Store.Commits()
+	}
 	return Status{PID: os.Getpid(), Version: Version, UptimeS: int64(time.Since(s.started).Seconds()),
 		HTTP: httpAddr, TCP: tcpAddr, UDP: udpAddr, Connections: hs.Connections, OnlineUsers: hs.Online,
 		MessagesPerS: s.rate.perSecond(sent), MessagesSent: sent, SlowClosed: hs.SlowClosed,
 		SessionsCached: ss.Entries, SessionRefills: ss.Refills, Goroutines: runtime.NumGoroutine(),
 		RSSBytes: controller.RSS(), HeapInUseBytes: ms.HeapInuse, CPUSeconds: cpuSeconds(),
-		StoreSynchronous: s.cfg.Store.Synchronous}
+		StoreSynchronous: s.cfg.Store.Synchronous, StoreCommits: commits}
 }
 
 // Reload applies the settings that can change while running: [limits],

@@ -39,7 +39,7 @@ import (
 type Options struct {
 	Path        string           // database file; its directory is created 0700 if missing
 	Synchronous string           // "FULL" (default) or "NORMAL"
-	MaxBatch    int              // most writes in one group commit; default 256
+	MaxBatch    int              // most writes in one group commit; default DefaultMaxBatch
 	Now         func() time.Time // default time.Now
 }
 
@@ -62,7 +62,7 @@ type DB struct {
 	requests   chan *writeRequest
 	maxBatch   int
 	writerDone chan struct{}
-	commits    atomic.Int64 // group commits done, for the benchmark's msgs/commit
+	commits    atomic.Int64 // group commits done (Commits)
 
 	// nextSeq is the seq the next change gets. Owned by the writer
 	// goroutine (and by Open before it starts); write closures use it

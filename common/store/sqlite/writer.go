@@ -102,6 +102,10 @@ func (db *DB) wait(ctx context.Context, request *writeRequest) error {
 	}
 }
 
+// Commits is how many group commits the writer has made since Open: the
+// writes stored divided by it is how many each commit carried.
+func (db *DB) Commits() int64 { return db.commits.Load() }
+
 // takeSeq hands out the next change sequence number. Call it only from a
 // write closure: the writer goroutine owns nextSeq, and rolls it back if
 // the closure or its batch fails.
