@@ -64,8 +64,13 @@ func (db *DB) AppendLater(ctx context.Context, m model.NewMessage) func() (model
 			return err
 		}
 		if inserted == 1 {
-			stored.ID, err = result.LastInsertId()
-			return err
+			if stored.ID, err = result.LastInsertId(); err != nil {
+				return err
+			}
+			if m.ToUser != 0 {
+				return db.noteDirect(tx, m.Sender, m.ToUser, string(m.Key))
+			}
+			return nil
 		}
 		// ON CONFLICT DO NOTHING: (sender, cid) is taken. The seq goes back
 		// unused; the stored message is the answer.

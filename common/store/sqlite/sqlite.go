@@ -69,6 +69,13 @@ type DB struct {
 	// through takeSeq.
 	nextSeq int64
 
+	// directKnown holds the (user, private conversation) pairs that
+	// direct_conversations has, or that the running batch has added; the
+	// batch's additions are also in directAdded, to be forgotten if it
+	// rolls back. Owned by the writer goroutine (noteDirect).
+	directKnown map[directPair]struct{}
+	directAdded []directPair
+
 	statements      statements
 	boundStatements boundStatements // owned by the writer goroutine
 

@@ -453,9 +453,10 @@ func TestQueryPlans(t *testing.T) {
 
 // TestMigrationRebuildsMessages opens a database made by the first
 // migration alone, with messages in it, and checks that migrating keeps
-// every message and id, drops AUTOINCREMENT, and leaves the indexes and the
-// trigger working: new ids go on above the old ones, a cid is still unique
-// per sender, and private conversations are still listed.
+// every message and id, drops AUTOINCREMENT and the trigger, and leaves the
+// indexes working: new ids go on above the old ones, a cid is still unique
+// per sender, and private conversations are still listed, the old ones and
+// the new.
 func TestMigrationRebuildsMessages(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "dce.db")
@@ -504,7 +505,7 @@ func TestMigrationRebuildsMessages(t *testing.T) {
 		objects = append(objects, name)
 	}
 	rows.Close()
-	if want := []string{"messages", "messages_conv", "messages_direct_conversations", "messages_sender_cid"}; !slices.Equal(objects, want) {
+	if want := []string{"messages", "messages_conv", "messages_sender_cid"}; !slices.Equal(objects, want) {
 		t.Errorf("objects on messages = %v, want %v", objects, want)
 	}
 
@@ -519,11 +520,87 @@ func TestMigrationRebuildsMessages(t *testing.T) {
 	if next.ID != 4 || next.Seq != 4 {
 		t.Errorf("new message: id %d seq %d, want 4 and 4", next.ID, next.Seq)
 	}
-	conversations, err := db.Conversations(ctx, 3) // Cat's first private message: the trigger lists it
+	conversations, err := db.Conversations(ctx, 3) // Cat's first private message: the writer lists it
 	if err != nil || len(conversations) != 2 || conversations[0].Conv != "dm:2:3" || conversations[0].Last.ID != 4 {
 		t.Errorf("Cat's conversations = %+v, %v; want dm:2:3 (id 4), then the lobby", conversations, err)
 	}
+	if got := convKeys(t, db, 2); !slices.Equal(got, []string{"dm:1:2", "dm:2:3", "room:lobby"}) {
+		t.Errorf("Bob's conversations = %v; want the one from before the migration too", got)
+	}
 	if result, err := db.IntegrityCheck(ctx); err != nil || result != "ok" {
 		t.Errorf("integrity check: %q, %v", result, err)
+	}
+}
+
+// convKeys is the keys of user's conversations, sorted.
+func convKeys(t *testing.T, db *DB, user int64) []string {
+	t.Helper()
+	conversations, err := db.Conversations(context.Background(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, c := range conversations {
+		keys = append(keys, c.Conv)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// TestDirectConversationsSurviveRollbacks: the writer lists a private
+// conversation with its first message, and what a rolled-back batch listed
+// it lists again: after a batch retried with savepoints, and after a
+// failed COMMIT, whose message is then sent again.
+func TestDirectConversationsSurviveRollbacks(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpen(t, Options{})
+	ann := storetest.MustCreateUser(t, db, "Ann")
+	bob := storetest.MustCreateUser(t, db, "Bob")
+	cat := storetest.MustCreateUser(t, db, "Cat")
+	annBob := string(storetest.DirectMessage(ann.ID, bob.ID, "", "").Key)
+	annCat := string(storetest.DirectMessage(ann.ID, cat.ID, "", "").Key)
+
+	// Retried with savepoints: the fast path's rows were rolled back.
+	release := holdWriter(t, db)
+	var wait sync.WaitGroup
+	wait.Go(func() { storetest.MustAppend(t, db, storetest.DirectMessage(ann.ID, bob.ID, "hi Bob", "")) })
+	waitQueued(t, db, 1)
+	wait.Go(func() { _ = db.write(ctx, func(*sql.Tx) error { return errors.New("fails the fast path") }) })
+	waitQueued(t, db, 2)
+	release()
+	wait.Wait()
+	if got := convKeys(t, db, bob.ID); !slices.Equal(got, []string{annBob}) {
+		t.Errorf("Bob's conversations after a retried batch = %v, want [%s]", got, annBob)
+	}
+
+	// A failed COMMIT: nothing of the batch is stored, the retry lists it.
+	release = holdWriter(t, db)
+	wait.Go(func() {
+		if _, _, err := db.Append(ctx, storetest.DirectMessage(ann.ID, cat.ID, "hi Cat", "cat-1")); err == nil {
+			t.Error("the append in the failed commit succeeded")
+		}
+	})
+	waitQueued(t, db, 1)
+	wait.Go(func() {
+		_ = db.write(ctx, func(tx *sql.Tx) error { // breaks the COMMIT, as in TestFailedCommitAcknowledgesNothing
+			if _, err := tx.Exec(`PRAGMA defer_foreign_keys = ON`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(`INSERT INTO sessions (sid_hash, user_id, created, expires) VALUES ('y', 999999, 0, 0)`)
+			return err
+		})
+	})
+	waitQueued(t, db, 2)
+	release()
+	wait.Wait()
+	if got := convKeys(t, db, cat.ID); len(got) != 0 {
+		t.Errorf("Cat's conversations after the failed commit = %v, want none", got)
+	}
+	storetest.MustAppend(t, db, storetest.DirectMessage(ann.ID, cat.ID, "hi Cat", "cat-1"))
+	if got := convKeys(t, db, cat.ID); !slices.Equal(got, []string{annCat}) {
+		t.Errorf("Cat's conversations after sending again = %v, want [%s]", got, annCat)
+	}
+	if got := convKeys(t, db, ann.ID); !slices.Equal(got, []string{annBob, annCat}) {
+		t.Errorf("Ann's conversations = %v, want [%s %s]", got, annBob, annCat)
 	}
 }

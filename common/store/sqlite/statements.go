@@ -26,6 +26,10 @@ const (
 		VALUES (?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), ?)
 		ON CONFLICT (sender, cid) WHERE cid IS NOT NULL DO NOTHING`
 
+	// insertDirectSQL lists a private conversation for both its parties
+	// (noteDirect).
+	insertDirectSQL = `INSERT OR IGNORE INTO direct_conversations (user_id, conv_key) VALUES (?1, ?3), (?2, ?3)`
+
 	messageByCIDSQL = `SELECT id, seq, conv_key, to_addr, to_user, kind, text, ts, edited, deleted
 		FROM messages WHERE sender = ? AND cid = ?`
 
@@ -45,6 +49,7 @@ const (
 // statements holds the prepared statements.
 type statements struct {
 	insertMessage *sql.Stmt // writer
+	insertDirect  *sql.Stmt // writer
 	messageByCID  *sql.Stmt // writer
 	writerLastSeq *sql.Stmt // writer
 	loadNewest    *sql.Stmt // reader
@@ -60,6 +65,7 @@ func (s *statements) prepare(ctx context.Context, writer, reader *sql.DB) error 
 		query string
 	}{
 		{&s.insertMessage, writer, insertMessageSQL},
+		{&s.insertDirect, writer, insertDirectSQL},
 		{&s.messageByCID, writer, messageByCIDSQL},
 		{&s.writerLastSeq, writer, lastSeqSQL},
 		{&s.loadNewest, reader, loadNewestSQL},
@@ -78,7 +84,7 @@ func (s *statements) prepare(ctx context.Context, writer, reader *sql.DB) error 
 
 func (s *statements) close() error {
 	var err error
-	for _, statement := range []*sql.Stmt{s.insertMessage, s.messageByCID, s.writerLastSeq, s.loadNewest, s.loadOldest, s.sync, s.lastSeq} {
+	for _, statement := range []*sql.Stmt{s.insertMessage, s.insertDirect, s.messageByCID, s.writerLastSeq, s.loadNewest, s.loadOldest, s.sync, s.lastSeq} {
 		if statement != nil {
 			err = errors.Join(err, statement.Close())
 		}

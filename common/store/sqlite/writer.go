@@ -115,6 +115,48 @@ func (db *DB) takeSeq() int64 {
 	return seq
 }
 
+// directPair is one row of direct_conversations.
+type directPair struct {
+	user int64
+	conv string
+}
+
+// maxDirectKnown bounds directKnown: past it the writer forgets them all
+// and lets INSERT OR IGNORE find the rows again.
+const maxDirectKnown = 1 << 16
+
+// noteDirect lists the private conversation conv for both its parties
+// (direct_conversations, which im/conversations reads), unless the writer
+// knows the rows are there: they are written with the conversation's first
+// message and never removed. Call it only from a write closure.
+func (db *DB) noteDirect(tx *sql.Tx, sender, to int64, conv string) error {
+	_, senderKnown := db.directKnown[directPair{sender, conv}]
+	_, toKnown := db.directKnown[directPair{to, conv}]
+	if senderKnown && toKnown {
+		return nil
+	}
+	if _, err := db.inTx(tx, db.statements.insertDirect).Exec(sender, to, conv); err != nil {
+		return err
+	}
+	if db.directKnown == nil || len(db.directKnown) >= maxDirectKnown {
+		db.directKnown = make(map[directPair]struct{})
+	}
+	for _, p := range []directPair{{sender, conv}, {to, conv}} {
+		db.directKnown[p] = struct{}{}
+		db.directAdded = append(db.directAdded, p)
+	}
+	return nil
+}
+
+// forgetDirect undoes noteDirect's additions from the mark-th on, whose
+// rows a rollback has removed.
+func (db *DB) forgetDirect(mark int) {
+	for _, p := range db.directAdded[mark:] {
+		delete(db.directKnown, p)
+	}
+	db.directAdded = db.directAdded[:mark]
+}
+
 // runWriter is the writer goroutine.
 func (db *DB) runWriter() {
 	defer close(db.writerDone)
@@ -183,6 +225,7 @@ func (db *DB) commit(batch []*writeRequest) {
 // nextSeq is then restored.
 func (db *DB) runBatch(batch []*writeRequest, savepoints bool) (err error) {
 	seqAtStart := db.nextSeq
+	db.directAdded = db.directAdded[:0]
 	tx, err := db.writer.Begin() // BEGIN IMMEDIATE (_txlock in the DSN): no other writer until COMMIT
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
@@ -191,6 +234,7 @@ func (db *DB) runBatch(batch []*writeRequest, savepoints bool) (err error) {
 		if err != nil {
 			tx.Rollback()
 			db.nextSeq = seqAtStart
+			db.forgetDirect(0)
 		}
 	}()
 	// Another process may have written since the last batch (the command
@@ -227,9 +271,10 @@ func (db *DB) runInSavepoint(tx *sql.Tx, request *writeRequest) error {
 	if _, err := tx.Exec(`SAVEPOINT write_request`); err != nil {
 		return fmt.Errorf("sqlite: savepoint: %w", err)
 	}
-	seqBefore := db.nextSeq
+	seqBefore, directBefore := db.nextSeq, len(db.directAdded)
 	if request.err = request.apply(tx); request.err != nil {
 		db.nextSeq = seqBefore
+		db.forgetDirect(directBefore)
 		if _, err := tx.Exec(`ROLLBACK TO write_request`); err != nil {
 			return fmt.Errorf("sqlite: rollback to savepoint: %w (after %w)", err, request.err)
 		}
