@@ -48,6 +48,7 @@ type Conn struct {
 	transport node.Method
 	remoteIP  string
 	sink      Sink
+	inline    InlineSink // sink, when it can write without blocking; else nil
 
 	session atomic.Pointer[model.Session]
 	// unwatched: the client asked not to receive im/presence events.
@@ -58,7 +59,8 @@ type Conn struct {
 	spare       [][]byte // the last batch's slice, reused
 	queuedBytes int
 	urgent      bool // a reply is queued: the writer does not delay
-	writing     bool // a writer goroutine is running
+	writing     bool // a writer goroutine is running, or an inline write (inline.go)
+	sinkPending bool // the sink kept part of an inline write: the writer must call WriteFrames
 	pingDue     bool
 	closing     bool
 	graceful    bool // flush the queue before closing
@@ -263,7 +265,7 @@ func (c *Conn) writeLoop() {
 			c.sink.Close(code, reason)
 			return
 		}
-		if len(c.queue) == 0 && !c.pingDue {
+		if len(c.queue) == 0 && !c.pingDue && !c.sinkPending {
 			c.countHot(false) // while still the writer: Hub.hotConns counts busy writers only
 			c.writing = false
 			c.mu.Unlock()
@@ -273,12 +275,12 @@ func (c *Conn) writeLoop() {
 		c.queue, c.spare = c.spare[:0], nil
 		c.queuedBytes = 0
 		c.urgent = false
-		ping := c.pingDue
-		c.pingDue = false
+		ping, flush := c.pingDue, c.sinkPending
+		c.pingDue, c.sinkPending = false, false
 		c.mu.Unlock()
 
 		var err error
-		if len(batch) > 0 {
+		if len(batch) > 0 || flush {
 			c.noteWrite(time.Now(), len(batch))
 			err = c.sink.WriteFrames(batch)
 			c.hub.framesOut.Add(uint64(len(batch)))

@@ -158,6 +158,7 @@ func (h *Hub) RegisterWithCredential(sink Sink, transport node.Method, remoteIP 
 
 func (h *Hub) register(sink Sink, transport node.Method, remoteIP string, pingEvery time.Duration, anonymous bool) (*Conn, error) {
 	c := &Conn{hub: h, id: h.nextID.Add(1), transport: transport, remoteIP: remoteIP, sink: sink, attachedAt: -1}
+	c.inline, _ = sink.(InlineSink)
 	h.mu.Lock()
 	if err := h.admitLocked(remoteIP, anonymous); err != nil {
 		h.mu.Unlock()
@@ -338,27 +339,53 @@ func (h *Hub) writeDelay() time.Duration {
 	return d * time.Duration(scale) / delayScaleConns
 }
 
-// Deliver enqueues frame on every connection of every user in users, except
-// the connection numbered except (0: none). The same bytes go to every
-// queue; callers must not change them afterwards.
+// Deliver delivers frame to every connection of every user in users, except
+// the connection numbered except (0: none), as Broadcast does. The same
+// bytes go to every queue; callers must not change them afterwards.
 func (h *Hub) Deliver(users []int64, frame []byte, except uint64) {
+	idle := idleLists.Get().(*[]*Conn)
+	now := time.Now()
 	h.mu.RLock()
-	defer h.mu.RUnlock()
 	n := 0
 	for _, id := range users {
 		if u := h.users[id]; u != nil {
 			for c := range u.conns {
-				if c.id != except && c.Enqueue(frame) {
+				if c.id != except && h.deliverLocked(c, frame, now, idle) {
 					n++
 				}
 			}
 		}
 	}
+	h.mu.RUnlock()
 	h.delivered.Add(uint64(n))
+	h.finishDelivery(idle, frame)
 }
 
-// Broadcast enqueues frame on every logged-in connection except the one
-// numbered exceptConn and those of exceptUser (0: none).
+// deliverLocked claims c for an inline write (into idle) or queues frame
+// on it; it reports whether frame will reach c. The caller holds h.mu for
+// reading, so it must not write: finishDelivery does, after.
+func (h *Hub) deliverLocked(c *Conn, frame []byte, now time.Time, idle *[]*Conn) bool {
+	if c.claimInline(now) {
+		*idle = append(*idle, c)
+		return true
+	}
+	return c.Enqueue(frame)
+}
+
+// finishDelivery writes frame to the connections a delivery claimed.
+func (h *Hub) finishDelivery(idle *[]*Conn, frame []byte) {
+	writeIdle(*idle, frame)
+	clear(*idle)
+	*idle = (*idle)[:0]
+	if cap(*idle) <= 1<<16 {
+		idleLists.Put(idle)
+	}
+}
+
+// Broadcast delivers frame to every logged-in connection except the one
+// numbered exceptConn and those of exceptUser (0: none): written at once to
+// the idle ones (inline.go), queued on the others. It returns when the
+// inline writes are done.
 func (h *Hub) Broadcast(frame []byte, exceptConn uint64, exceptUser int64) {
 	h.broadcast(frame, exceptConn, exceptUser, false)
 }
@@ -366,22 +393,33 @@ func (h *Hub) Broadcast(frame []byte, exceptConn uint64, exceptUser int64) {
 // BroadcastPresence enqueues a presence frame on every logged-in connection
 // that watches presence.
 func (h *Hub) BroadcastPresence(frame []byte) {
+	// Queued only: presence is announced under presenceMu, which must not
+	// wait for a sweep of writes.
 	h.broadcast(frame, 0, 0, true)
 }
 
 func (h *Hub) broadcast(frame []byte, exceptConn uint64, exceptUser int64, watchersOnly bool) {
+	idle := idleLists.Get().(*[]*Conn)
+	now := time.Now()
 	h.mu.RLock()
-	defer h.mu.RUnlock()
 	n := 0
 	for _, c := range h.attached {
 		if c.id == exceptConn || (exceptUser != 0 && c.userID == exceptUser) || (watchersOnly && c.unwatched.Load()) {
 			continue
 		}
-		if c.Enqueue(frame) {
+		var delivered bool
+		if watchersOnly { // presence: queued only, see BroadcastPresence
+			delivered = c.Enqueue(frame)
+		} else {
+			delivered = h.deliverLocked(c, frame, now, idle)
+		}
+		if delivered {
 			n++
 		}
 	}
+	h.mu.RUnlock()
 	h.delivered.Add(uint64(n))
+	h.finishDelivery(idle, frame)
 }
 
 // UserConns returns the user's live connections.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"dce/app/hub"
@@ -220,4 +221,24 @@ func onFreshStack(f func()) {
 	if p := <-done; p != nil {
 		panic(p)
 	}
+}
+
+// writeNoWait makes one write(2) of b to the socket and never waits for it
+// to drain: n is what the socket took, 0 when its buffer is full.
+func writeNoWait(socket syscall.RawConn, b []byte) (n int, err error) {
+	var werr error
+	err = socket.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), b)
+		return true // done, whatever happened: no waiting
+	})
+	if err != nil {
+		return 0, err
+	}
+	if errors.Is(werr, syscall.EAGAIN) || errors.Is(werr, syscall.EINTR) {
+		return 0, nil
+	}
+	if werr != nil {
+		return 0, werr
+	}
+	return n, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -27,6 +28,11 @@ const (
 	localSID = "dce_sid"
 	// localUnwatched marks a connection opened with ?presence=0.
 	localUnwatched = "dce_unwatched"
+	// localSocket is the raw access (syscall.RawConn) to the accepted
+	// socket under the upgrade, for the sink's writes that must not block
+	// (inlineWSSink.TryWrite). Not the net.Conn itself: fasthttp closes
+	// every user value that is an io.Closer when it releases the request.
+	localSocket = "dce_socket"
 )
 
 // hardReadLimit is the library's own limit: a message declared larger than
@@ -96,6 +102,11 @@ func (ws *WebSocket) Upgrade(c *fiber.Ctx) error {
 	c.Locals(localIP, strings.Clone(ip))
 	c.Locals(localSID, strings.Clone(sid))
 	c.Locals(localUnwatched, c.Query("presence") == "0")
+	if sc, ok := c.Context().Conn().(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.Locals(localSocket, rc)
+		}
+	}
 	return ws.handler(c)
 }
 
@@ -142,14 +153,15 @@ func (ws *WebSocket) serve(wc *websocket.Conn) {
 	ip, _ := wc.Locals(localIP).(string)
 	sid, _ := wc.Locals(localSID).(string)
 	unwatched, _ := wc.Locals(localUnwatched).(bool)
+	socket, _ := wc.Locals(localSocket).(syscall.RawConn)
 	conn := wc.Conn // contrib's wrapper goes back to its pool when serve returns
 	ws.active.Add(1)
-	go ws.read(conn, ip, sid, unwatched)
+	go ws.read(conn, socket, ip, sid, unwatched)
 }
 
 // read is the connection's reader; it returns only after the writer has
 // exited.
-func (ws *WebSocket) read(wc *fws.Conn, ip, sid string, unwatched bool) {
+func (ws *WebSocket) read(wc *fws.Conn, socket syscall.RawConn, ip, sid string, unwatched bool) {
 	defer ws.active.Add(-1)
 	defer wc.Close() // with KeepHijackedConns the socket is ours to close
 	defer func() {
@@ -159,11 +171,15 @@ func (ws *WebSocket) read(wc *fws.Conn, ip, sid string, unwatched bool) {
 	}()
 	sink := newWSSink(wc, ws.WriteTimeout)
 	sink.takeControlFrames()
+	var hubSink hub.Sink = sink
+	if socket != nil {
+		hubSink = &inlineWSSink{wsSink: sink, socket: socket}
+	}
 	register := ws.Hub.Register
 	if sid != "" {
 		register = ws.Hub.RegisterWithCredential
 	}
-	c, err := register(sink, node.WebSocket, ip, ws.PingInterval)
+	c, err := register(hubSink, node.WebSocket, ip, ws.PingInterval)
 	if err != nil {
 		sink.Close(hub.ClosePolicy, err.Error())
 		return
@@ -241,6 +257,7 @@ type wsSink struct {
 	mu        sync.Mutex // serialises writes to raw; guards the fields below
 	closeSent bool       // a close frame has gone out: nothing may follow it
 	deadline  writeDeadline
+	rest      []byte // what a TryWrite could not write: it goes before anything else
 }
 
 func newWSSink(wc *fws.Conn, writeTimeout time.Duration) *wsSink {
@@ -305,6 +322,15 @@ func (s *wsSink) writeRaw(b []byte, deadline time.Time, closing bool) error {
 	if err != nil {
 		return err
 	}
+	if len(s.rest) > 0 {
+		if _, err := s.raw.Write(s.rest); err != nil {
+			return err
+		}
+		s.rest = nil
+	}
+	if len(b) == 0 {
+		return nil
+	}
 	_, err = s.raw.Write(b)
 	return err
 }
@@ -318,6 +344,9 @@ func (s *wsSink) writeControl(op byte, payload []byte, deadline time.Time, closi
 }
 
 func (s *wsSink) WriteFrames(frames [][]byte) error {
+	if len(frames) == 0 { // the rest of a TryWrite only
+		return s.writeRaw(nil, time.Time{}, false)
+	}
 	bp := wsBuffers.Get().(*[]byte)
 	defer func() {
 		if cap(*bp) <= 2*wsBatch {
@@ -337,6 +366,50 @@ func (s *wsSink) WriteFrames(frames [][]byte) error {
 	}
 	*bp = b
 	return nil
+}
+
+// inlineWSSink is a wsSink that can also write without blocking, through
+// the raw socket: the hub's InlineSink.
+type inlineWSSink struct {
+	*wsSink
+	socket syscall.RawConn
+}
+
+// TryWrite implements hub.InlineSink: one write(2) of the frame, never a
+// wait for the socket to drain.
+func (s *inlineWSSink) TryWrite(frame []byte) (taken, more bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeSent {
+		return false, false, errCloseSent
+	}
+	if len(s.rest) > 0 {
+		return false, false, nil
+	}
+	// The socket's write deadline holds for raw writes too: one that has
+	// passed would fail this write at once.
+	if err := s.deadline.extend(); err != nil {
+		return false, false, err
+	}
+	bp := wsBuffers.Get().(*[]byte)
+	b := append(appendFrameHeader((*bp)[:0], opText, len(frame)), frame...)
+	defer func() {
+		*bp = b[:0]
+		if cap(b) <= 2*wsBatch {
+			wsBuffers.Put(bp)
+		}
+	}()
+	n, err := writeNoWait(s.socket, b)
+	switch {
+	case err != nil:
+		return false, false, err
+	case n == 0:
+		return false, false, nil
+	case n < len(b):
+		s.rest = append([]byte(nil), b[n:]...)
+		return true, true, nil
+	}
+	return true, false, nil
 }
 
 func (s *wsSink) Ping() error {

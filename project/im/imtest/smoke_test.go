@@ -3,9 +3,12 @@
 package imtest
 
 import (
+	"fmt"
 	"testing"
+	"time"
 
 	"dce/app/servertest"
+	"dce/common/config"
 )
 
 // TestSmokeEveryTransport logs in and chats over WebSocket, TCP, UDP and
@@ -42,4 +45,29 @@ func TestSmokeEveryTransport(t *testing.T) {
 		t.Fatalf("http send: %d %s", resp.StatusCode, body)
 	}
 	ws.MustPush("im/message")
+}
+
+// TestIdlePushesOutliveTheWriteTimeout: a push to an idle WebSocket is
+// written straight from the delivering goroutine; the socket's write
+// deadline, set by the connection's last write, must not fail it once the
+// write timeout has gone by.
+func TestIdlePushesOutliveTheWriteTimeout(t *testing.T) {
+	const writeTimeout = 300 * time.Millisecond
+	s := servertest.Start(t, func(c *config.Config) { c.Transport.WriteTimeout = config.Duration{Duration: writeTimeout} })
+	ann := s.DialWS(t, "", nil)
+	bob := s.DialWS(t, "", nil)
+	ann.Login("ann", "password1")
+	bob.Login("bob", "password2")
+	for i := range 3 {
+		time.Sleep(2 * writeTimeout)
+		text := fmt.Sprint("after a quiet while ", i)
+		ann.OK("im/send", map[string]string{"to": "room:lobby", "text": text}, nil)
+		var m struct {
+			Text string `json:"text"`
+		}
+		bob.MustPush("im/message").Decode(t, &m)
+		if m.Text != text {
+			t.Fatalf("push %d: %q, want %q", i, m.Text, text)
+		}
+	}
 }

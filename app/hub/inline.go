@@ -1,0 +1,110 @@
+package hub
+
+import (
+	"runtime"
+	"sync"
+	"time"
+)
+
+// InlineSink is a Sink that can also try a write without blocking. The hub
+// uses it to write a push straight from the goroutine that delivers it
+// when the connection is idle: no writer running, nothing queued, no ping
+// due, not hot. A lone push then costs one syscall, with no writer
+// goroutine to start, grow a stack for and schedule, which is most of what
+// a trickle of messages to many readers costs. Like the Sink's other
+// methods, TryWrite is called only by the connection's writer: the
+// delivering goroutine is the writer for the length of the call.
+type InlineSink interface {
+	Sink
+	// TryWrite writes frame if the socket takes it now, and never blocks.
+	// With taken false it wrote nothing and the frame is still the
+	// caller's. With taken true the frame is the sink's: written whole
+	// (more false), or in part with the rest kept to go out first, before
+	// anything else, at the next WriteFrames (more true).
+	TryWrite(frame []byte) (taken, more bool, err error)
+}
+
+// inlineShardMin is the fewest idle connections one delivery writes to
+// from more than one goroutine (GOMAXPROCS of them).
+const inlineShardMin = 512
+
+// claimInline makes the caller c's writer for one inline write, if c is
+// idle; the caller must then call writeInline.
+func (c *Conn) claimInline(now time.Time) bool {
+	if c.inline == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// With no writer running, the writer's own fields (hot reads them) were
+	// last written before it cleared writing under mu.
+	if c.writing || c.finished || c.closing || c.pingDue || len(c.queue) > 0 || c.hot(now) {
+		return false
+	}
+	c.writing = true
+	c.writer.Add(1)
+	return true
+}
+
+// writeInline writes frame to c, which the caller has claimed, and then
+// hands c to a writer goroutine if there is more to do (frames queued
+// meanwhile, the rest of a partial write, a ping, a close), or releases
+// it.
+func (c *Conn) writeInline(frame []byte) {
+	c.noteWrite(time.Now(), 1)
+	taken, more, err := c.inline.TryWrite(frame)
+	if taken {
+		c.hub.framesOut.Add(1)
+	}
+	c.mu.Lock()
+	switch {
+	case err != nil && !c.closing:
+		c.startCloseLocked(closeAbnormalNoSend, "", false)
+	case err != nil:
+		c.graceful = false
+	case !taken: // ahead of anything queued while it was tried
+		c.queue = append(c.queue, nil)
+		copy(c.queue[1:], c.queue)
+		c.queue[0] = frame
+		c.queuedBytes += len(frame)
+	}
+	c.sinkPending = more
+	if c.closing || c.sinkPending || c.pingDue || len(c.queue) > 0 {
+		c.mu.Unlock()
+		go c.writeLoop() // the writer from here on; writer.Add was done by the claim
+		return
+	}
+	c.writing = false
+	c.mu.Unlock()
+	c.writer.Done()
+}
+
+// idleLists hold the connections one delivery has claimed.
+var idleLists = sync.Pool{New: func() any { l := make([]*Conn, 0, 64); return &l }}
+
+// writeIdle writes frame to the claimed connections, from GOMAXPROCS
+// goroutines when there are many, and returns when every write is done:
+// a sender's next message must not overtake this one.
+func writeIdle(conns []*Conn, frame []byte) {
+	shards := runtime.GOMAXPROCS(0)
+	if len(conns) < inlineShardMin || shards == 1 {
+		for _, c := range conns {
+			c.writeInline(frame)
+		}
+		return
+	}
+	per := (len(conns) + shards - 1) / shards
+	var wg sync.WaitGroup
+	for i := per; i < len(conns); i += per {
+		part := conns[i:min(i+per, len(conns))]
+		wg.Go(func() {
+			for _, c := range part {
+				c.writeInline(frame)
+			}
+		})
+	}
+	for _, c := range conns[:per] {
+		c.writeInline(frame)
+	}
+	wg.Wait()
+}
