@@ -35,6 +35,11 @@ type FloorResult struct {
 	Expected  int64   `json:"expected"`
 	Delivered int64   `json:"delivered"`
 	Latency   Latency `json:"latency"`
+	// CPU time of the writing side, from the first write to the last,
+	// and of the reading side (its own process with -procs 2; with
+	// -procs 1 both are the one process's).
+	WriterCPUS float64 `json:"writer_cpu_s"`
+	ReaderCPUS float64 `json:"reader_cpu_s"`
 }
 
 // FloorReadResult is what the reading side of `dce bench floor` saw.
@@ -42,6 +47,7 @@ type FloorReadResult struct {
 	Workload  string  `json:"workload"`
 	Delivered int64   `json:"delivered"`
 	Latency   Latency `json:"latency"`
+	CPUS      float64 `json:"cpu_s"` // this process's, while reading
 }
 
 // Floor measures what this machine can do at best for a paced fan-out,
@@ -116,7 +122,7 @@ func Floor(ctx context.Context, o Options, cfg FloorConfig) (FloorResult, error)
 	o.progress("%d loopback connections open; writing %d messages at %.0f a second", cfg.Readers, cfg.Msgs, cfg.Rate)
 
 	interval := time.Duration(float64(time.Second) / cfg.Rate)
-	start := time.Now()
+	start, cpuStart := time.Now(), toolCPU()
 	var writes sync.WaitGroup
 	for m := 0; m < cfg.Msgs && ctx.Err() == nil; m++ {
 		if d := time.Until(start.Add(time.Duration(m) * interval)); d > 0 {
@@ -129,6 +135,7 @@ func Floor(ctx context.Context, o Options, cfg FloorConfig) (FloorResult, error)
 		}
 	}
 	writes.Wait()
+	res.WriterCPUS = toolCPU() - cpuStart
 	var r outcome
 	select {
 	case r = <-readDone:
@@ -136,7 +143,7 @@ func Floor(ctx context.Context, o Options, cfg FloorConfig) (FloorResult, error)
 		return res, ctx.Err()
 	}
 	res.Expected = int64(cfg.Readers) * int64(cfg.Msgs)
-	res.Delivered, res.Latency = r.read.Delivered, r.read.Latency
+	res.Delivered, res.Latency, res.ReaderCPUS = r.read.Delivered, r.read.Latency, r.read.CPUS
 	if r.err != nil {
 		return res, r.err
 	}
@@ -193,6 +200,7 @@ func FloorRead(ctx context.Context, o Options, addr string, cfg FloorConfig) (Fl
 			}
 		})
 	}
+	cpuStart := toolCPU()
 	done := make(chan struct{})
 	go func() { readers.Wait(); close(done) }()
 	select {
@@ -203,7 +211,7 @@ func FloorRead(ctx context.Context, o Options, addr string, cfg FloorConfig) (Fl
 		}
 		<-done
 	}
-	res.Delivered, res.Latency = delivered.Load(), lat.Summary()
+	res.Delivered, res.Latency, res.CPUS = delivered.Load(), lat.Summary(), toolCPU()-cpuStart
 	if want := int64(cfg.Readers) * int64(cfg.Msgs); res.Delivered != want {
 		return res, errors.New("the reading side stopped before every message arrived")
 	}
