@@ -127,10 +127,24 @@ func (c *Conn) Enqueue(frame []byte) bool { return c.enqueue(frame, false) }
 func (c *Conn) Reply(frame []byte) bool { return c.enqueue(frame, true) }
 
 func (c *Conn) enqueue(frame []byte, urgent bool) bool {
+	ok, _ := c.push(frame, urgent, time.Time{})
+	return ok
+}
+
+// push queues frame for the writer, as enqueue. Given a time (now), it may
+// instead claim an idle connection for an inline write of the frame
+// (inline.go): claimed reports that the caller must call writeInline.
+func (c *Conn) push(frame []byte, urgent bool, now time.Time) (ok, claimed bool) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return false
+		return false, false
+	}
+	if !now.IsZero() && c.idleLocked(now) {
+		c.writing = true
+		c.writer.Add(1)
+		c.mu.Unlock()
+		return true, true
 	}
 	if c.queuedBytes+len(frame) > c.hub.opts.QueueBytes || len(c.queue) >= c.hub.opts.QueueFrames {
 		queued := c.queuedBytes // read under the lock, before the close empties the queue
@@ -139,7 +153,7 @@ func (c *Conn) enqueue(frame []byte, urgent bool) bool {
 		c.mu.Unlock()
 		c.sink.Abort()
 		c.hub.log.Warn("slow connection closed", "conn", c.id, "transport", c.transport.String(), "queued_bytes", queued)
-		return false
+		return false, false
 	}
 	c.queue = append(c.queue, frame)
 	c.queuedBytes += len(frame)
@@ -152,7 +166,7 @@ func (c *Conn) enqueue(frame []byte, urgent bool) bool {
 		c.cutDelayLocked()
 	}
 	c.mu.Unlock()
-	return true
+	return true, false
 }
 
 // cutDelayLocked ends the writer's delay, if it is in one.

@@ -365,11 +365,11 @@ func (h *Hub) Deliver(users []int64, frame []byte, except uint64) {
 // on it; it reports whether frame will reach c. The caller holds h.mu for
 // reading, so it must not write: finishDelivery does, after.
 func (h *Hub) deliverLocked(c *Conn, frame []byte, now time.Time, idle *[]*Conn) bool {
-	if c.claimInline(now) {
+	ok, claimed := c.push(frame, false, now)
+	if claimed {
 		*idle = append(*idle, c)
-		return true
 	}
-	return c.Enqueue(frame)
+	return ok
 }
 
 // finishDelivery writes frame to the connections a delivery claimed.

@@ -28,22 +28,34 @@ type InlineSink interface {
 // from more than one goroutine (GOMAXPROCS of them).
 const inlineShardMin = 512
 
-// claimInline makes the caller c's writer for one inline write, if c is
-// idle; the caller must then call writeInline.
-func (c *Conn) claimInline(now time.Time) bool {
-	if c.inline == nil {
+// idleLocked reports whether c can be written to inline now: it writes
+// without blocking, and has no writer running, nothing queued, no ping due,
+// and has not lately been sent frames fast. The caller holds c.mu.
+func (c *Conn) idleLocked(now time.Time) bool {
+	// With no writer running, the writer's own fields (fast reads them)
+	// were last written before it cleared writing under mu.
+	return c.inline != nil && !c.writing && !c.finished && !c.pingDue && len(c.queue) == 0 && !c.fast(now)
+}
+
+// fast is hot's rate test without its recency test: frames have come fast
+// enough lately for a writer's delay to gather minDelayedBatch of them.
+// Such a connection is left to its writer even when its last write is a
+// while ago, as it is during a big broadcast's inline sweep, which can take
+// longer than the write delay: writing inline frame by frame would undo
+// the batching that a storm needs.
+func (c *Conn) fast(now time.Time) bool {
+	if c.hub.opts.WriteDelay <= 0 {
 		return false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	// With no writer running, the writer's own fields (hot reads them) were
-	// last written before it cleared writing under mu.
-	if c.writing || c.finished || c.closing || c.pingDue || len(c.queue) > 0 || c.hot(now) {
+	window := rateWindow * c.hub.opts.WriteDelay
+	enough := minDelayedBatch * rateWindow
+	switch since := now.Sub(c.windowStart); {
+	case since >= 2*window: // nothing lately: noteWrite would clear both windows
 		return false
+	case since >= window: // the current window is over: it is the last one now
+		return c.windowFrames >= enough
 	}
-	c.writing = true
-	c.writer.Add(1)
-	return true
+	return c.windowFrames >= enough || c.lastWindowFrames >= enough
 }
 
 // writeInline writes frame to c, which the caller has claimed, and then

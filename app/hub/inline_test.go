@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -140,5 +141,46 @@ func TestInlineWriteErrorCloses(t *testing.T) {
 	}
 	if n, code := s.closed(); n != 1 || code != 0 {
 		t.Errorf("closed %d times with %d, want once with no close frame", n, code)
+	}
+}
+
+// Frames sent fast go to the connection's writer, which gathers them, even
+// when its last write is longer ago than the write delay (a big inline
+// sweep takes that long); once the connection has been quiet, pushes are
+// written inline again.
+func TestFastConnectionsAreLeftToTheirWriter(t *testing.T) {
+	const delay = 50 * time.Millisecond
+	h := hub.New(hub.Options{WriteDelay: delay, QueueFrames: 1000, QueueBytes: 1 << 20, Log: quiet})
+	s := newInlineSink()
+	attached(t, h, s, 1)
+	var want strings.Builder
+	for i := range 12 {
+		f := fmt.Sprintf("f%d;", i)
+		want.WriteString(f)
+		h.Broadcast(frame(f), 0, 0)
+	}
+	waitFor(t, "every frame", func() bool { got, _ := s.written(); return got == want.String() })
+	_, tries := s.written()
+	if tries > 8 || len(s.Batches()) == 0 {
+		t.Errorf("%d inline writes and %d writer batches for 12 fast frames; want at most 8 inline, the rest gathered", tries, len(s.Batches()))
+	}
+
+	// Longer ago than the write delay, within the rate window: still fast.
+	time.Sleep(delay + 10*time.Millisecond)
+	batches := len(s.Batches())
+	want.WriteString("late;")
+	h.Broadcast(frame("late;"), 0, 0)
+	waitFor(t, "the late frame", func() bool { got, _ := s.written(); return got == want.String() })
+	if _, after := s.written(); after != tries || len(s.Batches()) != batches+1 {
+		t.Errorf("a fast connection's frame after a pause: %d inline writes (want %d), %d batches (want %d)",
+			after, tries, len(s.Batches()), batches+1)
+	}
+
+	time.Sleep(2*4*delay + 10*time.Millisecond) // two rate windows of quiet
+	batches = len(s.Batches())
+	tries++
+	h.Broadcast(frame("quiet;"), 0, 0)
+	if _, after := s.written(); after != tries || len(s.Batches()) != batches {
+		t.Errorf("after a quiet while: %d inline writes (want %d), %d batches (want %d)", after, tries, len(s.Batches()), batches)
 	}
 }
