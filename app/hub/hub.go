@@ -86,6 +86,8 @@ type Hub struct {
 	slowClosed atomic.Uint64
 	framesOut  atomic.Uint64
 	hotConns   atomic.Int64 // connections whose writer last found them hot
+	sweeps     atomic.Int32 // broadcasts writing to idle connections inline now
+	stormUntil atomic.Int64 // Unix ns: until then deliveries are queued, never inline
 	delivered  atomic.Uint64
 }
 
@@ -345,6 +347,9 @@ func (h *Hub) writeDelay() time.Duration {
 func (h *Hub) Deliver(users []int64, frame []byte, except uint64) {
 	idle := idleLists.Get().(*[]*Conn)
 	now := time.Now()
+	if h.storm(now) {
+		now = time.Time{} // queued only
+	}
 	h.mu.RLock()
 	n := 0
 	for _, id := range users {
@@ -365,6 +370,9 @@ func (h *Hub) Deliver(users []int64, frame []byte, except uint64) {
 // on it; it reports whether frame will reach c. The caller holds h.mu for
 // reading, so it must not write: finishDelivery does, after.
 func (h *Hub) deliverLocked(c *Conn, frame []byte, now time.Time, idle *[]*Conn) bool {
+	if now.IsZero() {
+		return c.Enqueue(frame)
+	}
 	ok, claimed := c.push(frame, false, now)
 	if claimed {
 		*idle = append(*idle, c)
@@ -393,27 +401,26 @@ func (h *Hub) Broadcast(frame []byte, exceptConn uint64, exceptUser int64) {
 // BroadcastPresence enqueues a presence frame on every logged-in connection
 // that watches presence.
 func (h *Hub) BroadcastPresence(frame []byte) {
-	// Queued only: presence is announced under presenceMu, which must not
-	// wait for a sweep of writes.
 	h.broadcast(frame, 0, 0, true)
 }
 
 func (h *Hub) broadcast(frame []byte, exceptConn uint64, exceptUser int64, watchersOnly bool) {
 	idle := idleLists.Get().(*[]*Conn)
 	now := time.Now()
+	// Presence is queued only: it is announced under presenceMu, which
+	// must not wait for a sweep of writes.
+	if watchersOnly || !h.startSweep(now) {
+		now = time.Time{}
+	} else {
+		defer h.sweeps.Add(-1)
+	}
 	h.mu.RLock()
 	n := 0
 	for _, c := range h.attached {
 		if c.id == exceptConn || (exceptUser != 0 && c.userID == exceptUser) || (watchersOnly && c.unwatched.Load()) {
 			continue
 		}
-		var delivered bool
-		if watchersOnly { // presence: queued only, see BroadcastPresence
-			delivered = c.Enqueue(frame)
-		} else {
-			delivered = h.deliverLocked(c, frame, now, idle)
-		}
-		if delivered {
+		if h.deliverLocked(c, frame, now, idle) {
 			n++
 		}
 	}

@@ -91,6 +91,34 @@ func (c *Conn) writeInline(frame []byte) {
 	c.writer.Done()
 }
 
+// stormHold is how many rate windows (rateWindow write delays) deliveries
+// stay queued after a storm was seen.
+const stormHold = 2
+
+// startSweep reports whether a broadcast may write to idle connections
+// inline; if so it counts as under way until the caller ends it (sweeps).
+// A broadcast that comes while another is still sweeping shows messages
+// coming faster than they can be written one by one: for the next
+// stormHold rate windows every delivery is queued, so that the writers
+// gather frames. Otherwise slow sweeps would hold the rate each connection
+// sees below the writers' threshold (fast), and keep every delivery a
+// syscall of its own.
+func (h *Hub) startSweep(now time.Time) bool {
+	if h.storm(now) {
+		return false
+	}
+	if h.sweeps.Add(1) > 1 {
+		h.sweeps.Add(-1)
+		hold := stormHold * rateWindow * h.opts.WriteDelay
+		h.stormUntil.Store(now.Add(hold).UnixNano())
+		return false
+	}
+	return true
+}
+
+// storm reports whether deliveries are queued only now (startSweep).
+func (h *Hub) storm(now time.Time) bool { return now.UnixNano() < h.stormUntil.Load() }
+
 // idleLists hold the connections one delivery has claimed.
 var idleLists = sync.Pool{New: func() any { l := make([]*Conn, 0, 64); return &l }}
 

@@ -184,3 +184,32 @@ func TestFastConnectionsAreLeftToTheirWriter(t *testing.T) {
 		t.Errorf("after a quiet while: %d inline writes (want %d), %d batches (want %d)", after, tries, len(s.Batches()), batches)
 	}
 }
+
+// A broadcast that comes while another is still writing inline marks a
+// storm: for a while every delivery is queued for the writers, which
+// gather them, instead of being written one by one.
+func TestOverlappingBroadcastsAreQueued(t *testing.T) {
+	const delay = 50 * time.Millisecond
+	h := hub.New(hub.Options{WriteDelay: delay, QueueFrames: 1000, QueueBytes: 1 << 20, Log: quiet})
+	slow, other := newInlineSink(), newInlineSink()
+	attached(t, h, slow, 1)
+	attached(t, h, other, 2)
+	slow.hold = make(chan struct{})
+	done := make(chan struct{})
+	go func() { h.Broadcast(frame("first;"), 0, 0); close(done) }() // sweeps; held in slow's write
+	<-slow.inTry
+	h.Broadcast(frame("second;"), 0, 0) // overlaps the first: a storm
+	close(slow.hold)
+	<-done
+	waitFor(t, "the second broadcast", func() bool { b, _ := other.written(); return b == "first;second;" })
+	time.Sleep(5 * time.Millisecond)          // the other connection's writer exits: it is idle
+	h.Deliver([]int64{2}, frame("third;"), 0) // during the storm: queued all the same
+	waitFor(t, "every frame", func() bool {
+		a, _ := slow.written()
+		b, _ := other.written()
+		return a == "first;second;" && b == "first;second;third;"
+	})
+	if _, n := other.written(); n != 1 {
+		t.Errorf("%d inline writes to the other connection, want 1 (the first broadcast's)", n)
+	}
+}
