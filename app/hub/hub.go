@@ -392,8 +392,8 @@ func (h *Hub) finishDelivery(idle *[]*Conn, frame []byte) {
 
 // Broadcast delivers frame to every logged-in connection except the one
 // numbered exceptConn and those of exceptUser (0: none): written at once to
-// the idle ones (inline.go), queued on the others. It returns when the
-// inline writes are done.
+// the idle ones (inline.go), queued on the others. The inline writes may
+// still be under way when it returns.
 func (h *Hub) Broadcast(frame []byte, exceptConn uint64, exceptUser int64) {
 	h.broadcast(frame, exceptConn, exceptUser, false)
 }
@@ -409,10 +409,9 @@ func (h *Hub) broadcast(frame []byte, exceptConn uint64, exceptUser int64, watch
 	now := time.Now()
 	// Presence is queued only: it is announced under presenceMu, which
 	// must not wait for a sweep of writes.
-	if watchersOnly || !h.startSweep(now) {
+	sweep := !watchersOnly && h.startSweep(now)
+	if !sweep {
 		now = time.Time{}
-	} else {
-		defer h.sweeps.Add(-1)
 	}
 	h.mu.RLock()
 	n := 0
@@ -426,7 +425,21 @@ func (h *Hub) broadcast(frame []byte, exceptConn uint64, exceptUser int64, watch
 	}
 	h.mu.RUnlock()
 	h.delivered.Add(uint64(n))
-	h.finishDelivery(idle, frame)
+	if !sweep || len(*idle) == 0 {
+		h.finishDelivery(idle, frame)
+		if sweep {
+			h.sweeps.Add(-1)
+		}
+		return
+	}
+	// The sweep goes on in a goroutine of its own: the broadcaster (a
+	// sender's reply waits for it) need not wait for thousands of writes.
+	// Order holds all the same: every connection has this frame queued or
+	// claimed now, so a later delivery is queued behind it.
+	go func() {
+		h.finishDelivery(idle, frame)
+		h.sweeps.Add(-1)
+	}()
 }
 
 // UserConns returns the user's live connections.

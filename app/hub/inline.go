@@ -123,8 +123,7 @@ func (h *Hub) storm(now time.Time) bool { return now.UnixNano() < h.stormUntil.L
 var idleLists = sync.Pool{New: func() any { l := make([]*Conn, 0, 64); return &l }}
 
 // writeIdle writes frame to the claimed connections, from GOMAXPROCS
-// goroutines when there are many, and returns when every write is done:
-// a sender's next message must not overtake this one.
+// goroutines when there are many, and returns when every write is done.
 func writeIdle(conns []*Conn, frame []byte) {
 	shards := runtime.GOMAXPROCS(0)
 	if len(conns) < inlineShardMin || shards == 1 {

@@ -94,6 +94,7 @@ func TestIdlePushIsWrittenInline(t *testing.T) {
 	s := newInlineSink()
 	attached(t, h, s, 1)
 	h.Broadcast(frame("one;"), 0, 0)
+	waitFor(t, "the broadcast", func() bool { got, _ := s.written(); return got == "one;" })
 	h.Deliver([]int64{1}, frame("two;"), 0)
 	if got, tries := s.written(); got != "one;two;" || tries != 2 {
 		t.Fatalf("written %q in %d tries, want one;two; in 2", got, tries)
@@ -157,7 +158,7 @@ func TestFastConnectionsAreLeftToTheirWriter(t *testing.T) {
 	for i := range 12 {
 		f := fmt.Sprintf("f%d;", i)
 		want.WriteString(f)
-		h.Broadcast(frame(f), 0, 0)
+		h.Deliver([]int64{1}, frame(f), 0)
 	}
 	waitFor(t, "every frame", func() bool { got, _ := s.written(); return got == want.String() })
 	_, tries := s.written()
@@ -169,7 +170,7 @@ func TestFastConnectionsAreLeftToTheirWriter(t *testing.T) {
 	time.Sleep(delay + 10*time.Millisecond)
 	batches := len(s.Batches())
 	want.WriteString("late;")
-	h.Broadcast(frame("late;"), 0, 0)
+	h.Deliver([]int64{1}, frame("late;"), 0)
 	waitFor(t, "the late frame", func() bool { got, _ := s.written(); return got == want.String() })
 	if _, after := s.written(); after != tries || len(s.Batches()) != batches+1 {
 		t.Errorf("a fast connection's frame after a pause: %d inline writes (want %d), %d batches (want %d)",
@@ -179,7 +180,9 @@ func TestFastConnectionsAreLeftToTheirWriter(t *testing.T) {
 	time.Sleep(2*4*delay + 10*time.Millisecond) // two rate windows of quiet
 	batches = len(s.Batches())
 	tries++
-	h.Broadcast(frame("quiet;"), 0, 0)
+	want.WriteString("quiet;")
+	h.Deliver([]int64{1}, frame("quiet;"), 0)
+	waitFor(t, "the quiet frame", func() bool { got, _ := s.written(); return got == want.String() })
 	if _, after := s.written(); after != tries || len(s.Batches()) != batches {
 		t.Errorf("after a quiet while: %d inline writes (want %d), %d batches (want %d)", after, tries, len(s.Batches()), batches)
 	}
