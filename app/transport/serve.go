@@ -223,6 +223,23 @@ func onFreshStack(f func()) {
 	}
 }
 
+// tryWrite is an InlineSink's TryWrite of the bytes b: one write(2) that
+// never waits; if the socket takes part of b, the rest is kept in *rest,
+// for the sink to write before anything else.
+func tryWrite(socket syscall.RawConn, b []byte, rest *[]byte) (taken, more bool, err error) {
+	n, err := writeNoWait(socket, b)
+	switch {
+	case err != nil:
+		return false, false, err
+	case n == 0:
+		return false, false, nil
+	case n < len(b):
+		*rest = append([]byte(nil), b[n:]...)
+		return true, true, nil
+	}
+	return true, false, nil
+}
+
 // writeNoWait makes one write(2) of b to the socket and never waits for it
 // to drain: n is what the socket took, 0 when its buffer is full.
 func writeNoWait(socket syscall.RawConn, b []byte) (n int, err error) {

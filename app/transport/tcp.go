@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"dce/app/hub"
@@ -116,7 +117,13 @@ func (t *TCP) serveConn(nc net.Conn) {
 		_ = tc.SetKeepAlivePeriod(30 * time.Second)
 	}
 	sink := &streamSink{conn: nc, deadline: writeDeadline{conn: nc, timeout: t.WriteTimeout}}
-	c, err := t.Hub.Register(sink, node.TCP, hostIP(nc.RemoteAddr()), 0)
+	var hubSink hub.Sink = sink
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			hubSink = &inlineStreamSink{streamSink: sink, socket: rc}
+		}
+	}
+	c, err := t.Hub.Register(hubSink, node.TCP, hostIP(nc.RemoteAddr()), 0)
 	if err != nil {
 		_, _ = nc.Write(append(wire.AppendError(nil, "error", "", node.CodeForbidden, err.Error(), 0), '\n'))
 		_ = nc.Close()
@@ -161,12 +168,16 @@ type streamSink struct {
 	deadline  writeDeadline
 	closeOnce sync.Once
 	bufs      net.Buffers
+	rest      []byte // what a TryWrite could not write: it goes before anything else
 }
 
 var newline = []byte{'\n'}
 
 func (s *streamSink) WriteFrames(frames [][]byte) error {
 	s.bufs = s.bufs[:0]
+	if len(s.rest) > 0 {
+		s.bufs = append(s.bufs, s.rest)
+	}
 	for _, f := range frames {
 		s.bufs = append(s.bufs, f, newline)
 	}
@@ -176,7 +187,39 @@ func (s *streamSink) WriteFrames(frames [][]byte) error {
 	bufs := s.bufs // WriteTo consumes its receiver
 	_, err := bufs.WriteTo(s.conn)
 	clear(s.bufs)
+	if err == nil {
+		s.rest = nil
+	}
 	return err
+}
+
+// inlineStreamSink is a streamSink that can also write without blocking,
+// through the raw socket: the hub's InlineSink. The hub never calls it at
+// the same time as the sink's other methods.
+type inlineStreamSink struct {
+	*streamSink
+	socket syscall.RawConn
+}
+
+// TryWrite implements hub.InlineSink: one write(2) of the line, never a
+// wait for the socket to drain.
+func (s *inlineStreamSink) TryWrite(frame []byte) (taken, more bool, err error) {
+	if len(s.rest) > 0 {
+		return false, false, nil
+	}
+	// The socket's write deadline holds for raw writes too.
+	if err := s.deadline.extend(); err != nil {
+		return false, false, err
+	}
+	bp := wsBuffers.Get().(*[]byte)
+	b := append(append((*bp)[:0], frame...), '\n')
+	defer func() {
+		*bp = b[:0]
+		if cap(b) <= 2*wsBatch {
+			wsBuffers.Put(bp)
+		}
+	}()
+	return tryWrite(s.socket, b, &s.rest)
 }
 
 func (s *streamSink) Ping() error { return nil }

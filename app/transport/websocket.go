@@ -399,17 +399,7 @@ func (s *inlineWSSink) TryWrite(frame []byte) (taken, more bool, err error) {
 			wsBuffers.Put(bp)
 		}
 	}()
-	n, err := writeNoWait(s.socket, b)
-	switch {
-	case err != nil:
-		return false, false, err
-	case n == 0:
-		return false, false, nil
-	case n < len(b):
-		s.rest = append([]byte(nil), b[n:]...)
-		return true, true, nil
-	}
-	return true, false, nil
+	return tryWrite(s.socket, b, &s.rest)
 }
 
 func (s *wsSink) Ping() error {

@@ -47,17 +47,19 @@ func TestSmokeEveryTransport(t *testing.T) {
 	ws.MustPush("im/message")
 }
 
-// TestIdlePushesOutliveTheWriteTimeout: a push to an idle WebSocket is
-// written straight from the delivering goroutine; the socket's write
-// deadline, set by the connection's last write, must not fail it once the
-// write timeout has gone by.
+// TestIdlePushesOutliveTheWriteTimeout: a push to an idle WebSocket or TCP
+// connection is written straight from the delivering goroutine; the
+// socket's write deadline, set by the connection's last write, must not
+// fail it once the write timeout has gone by.
 func TestIdlePushesOutliveTheWriteTimeout(t *testing.T) {
 	const writeTimeout = 300 * time.Millisecond
 	s := servertest.Start(t, func(c *config.Config) { c.Transport.WriteTimeout = config.Duration{Duration: writeTimeout} })
 	ann := s.DialWS(t, "", nil)
 	bob := s.DialWS(t, "", nil)
+	cat := s.DialTCP(t)
 	ann.Login("ann", "password1")
 	bob.Login("bob", "password2")
+	cat.Login("cat", "password3")
 	for i := range 3 {
 		time.Sleep(2 * writeTimeout)
 		text := fmt.Sprint("after a quiet while ", i)
@@ -65,9 +67,11 @@ func TestIdlePushesOutliveTheWriteTimeout(t *testing.T) {
 		var m struct {
 			Text string `json:"text"`
 		}
-		bob.MustPush("im/message").Decode(t, &m)
-		if m.Text != text {
-			t.Fatalf("push %d: %q, want %q", i, m.Text, text)
+		for _, c := range []*servertest.Client{bob, cat} {
+			c.MustPush("im/message").Decode(t, &m)
+			if m.Text != text {
+				t.Fatalf("push %d: %q, want %q", i, m.Text, text)
+			}
 		}
 	}
 }
