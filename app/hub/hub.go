@@ -370,10 +370,8 @@ func (h *Hub) Deliver(users []int64, frame []byte, except uint64) {
 // on it; it reports whether frame will reach c. The caller holds h.mu for
 // reading, so it must not write: finishDelivery does, after.
 func (h *Hub) deliverLocked(c *Conn, frame []byte, now time.Time, idle *[]*Conn) bool {
-	if now.IsZero() {
-		return c.Enqueue(frame)
-	}
-	ok, claimed := c.push(frame, false, now)
+	ok, claimed := c.push(frame, false, now) // a zero now: queued only
+
 	if claimed {
 		*idle = append(*idle, c)
 	}

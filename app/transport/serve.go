@@ -223,10 +223,27 @@ func onFreshStack(f func()) {
 	}
 }
 
-// tryWrite is an InlineSink's TryWrite of the bytes b: one write(2) that
-// never waits; if the socket takes part of b, the rest is kept in *rest,
-// for the sink to write before anything else.
-func tryWrite(socket syscall.RawConn, b []byte, rest *[]byte) (taken, more bool, err error) {
+// tryWriteFrame is an InlineSink's TryWrite: head, frame and tail with one
+// write(2) that never waits. While the rest of an earlier partial write is
+// unwritten it writes nothing (the writer sends that rest first); the rest
+// of a new partial write goes to *rest, for the sink to write before
+// anything else. The socket's write deadline holds for raw writes too, so
+// it is extended first: one that had passed would fail the write at once.
+func tryWriteFrame(socket syscall.RawConn, deadline *writeDeadline, rest *[]byte, head, frame, tail []byte) (taken, more bool, err error) {
+	if len(*rest) > 0 {
+		return false, false, nil
+	}
+	if err := deadline.extend(); err != nil {
+		return false, false, err
+	}
+	bp := wsBuffers.Get().(*[]byte)
+	b := append(append(append((*bp)[:0], head...), frame...), tail...)
+	defer func() {
+		*bp = b[:0]
+		if cap(b) <= 2*wsBatch {
+			wsBuffers.Put(bp)
+		}
+	}()
 	n, err := writeNoWait(socket, b)
 	switch {
 	case err != nil:

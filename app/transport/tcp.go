@@ -204,22 +204,7 @@ type inlineStreamSink struct {
 // TryWrite implements hub.InlineSink: one write(2) of the line, never a
 // wait for the socket to drain.
 func (s *inlineStreamSink) TryWrite(frame []byte) (taken, more bool, err error) {
-	if len(s.rest) > 0 {
-		return false, false, nil
-	}
-	// The socket's write deadline holds for raw writes too.
-	if err := s.deadline.extend(); err != nil {
-		return false, false, err
-	}
-	bp := wsBuffers.Get().(*[]byte)
-	b := append(append((*bp)[:0], frame...), '\n')
-	defer func() {
-		*bp = b[:0]
-		if cap(b) <= 2*wsBatch {
-			wsBuffers.Put(bp)
-		}
-	}()
-	return tryWrite(s.socket, b, &s.rest)
+	return tryWriteFrame(s.socket, &s.deadline, &s.rest, nil, frame, newline)
 }
 
 func (s *streamSink) Ping() error { return nil }

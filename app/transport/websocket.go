@@ -383,23 +383,8 @@ func (s *inlineWSSink) TryWrite(frame []byte) (taken, more bool, err error) {
 	if s.closeSent {
 		return false, false, errCloseSent
 	}
-	if len(s.rest) > 0 {
-		return false, false, nil
-	}
-	// The socket's write deadline holds for raw writes too: one that has
-	// passed would fail this write at once.
-	if err := s.deadline.extend(); err != nil {
-		return false, false, err
-	}
-	bp := wsBuffers.Get().(*[]byte)
-	b := append(appendFrameHeader((*bp)[:0], opText, len(frame)), frame...)
-	defer func() {
-		*bp = b[:0]
-		if cap(b) <= 2*wsBatch {
-			wsBuffers.Put(bp)
-		}
-	}()
-	return tryWrite(s.socket, b, &s.rest)
+	var head [10]byte
+	return tryWriteFrame(s.socket, &s.deadline, &s.rest, appendFrameHeader(head[:0], opText, len(frame)), frame, nil)
 }
 
 func (s *wsSink) Ping() error {
