@@ -371,7 +371,6 @@ func (h *Hub) Deliver(users []int64, frame []byte, except uint64) {
 // reading, so it must not write: finishDelivery does, after.
 func (h *Hub) deliverLocked(c *Conn, frame []byte, now time.Time, idle *[]*Conn) bool {
 	ok, claimed := c.push(frame, false, now) // a zero now: queued only
-
 	if claimed {
 		*idle = append(*idle, c)
 	}
