@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -26,13 +25,18 @@ type reply struct {
 
 // client is one WebSocket connection of the load tool: requests with
 // numeric ids matched to their replies, every other frame handed to onPush
-// on the reader goroutine. It is lean on purpose (a raw gobwas/ws frame
-// loop, no per-connection maps of headers) so that one process can hold
-// tens of thousands of them.
+// on its poller's goroutine. It is lean on purpose (frames parsed straight
+// from the poller's read buffer, no goroutine of its own, no per-connection
+// maps of headers) so that one process can hold tens of thousands of them.
 type client struct {
-	nc     net.Conn
-	br     *bufio.Reader
+	s      *sock
 	onPush func(path, body []byte, size int)
+
+	// The reading side, used only on the poller's goroutine.
+	partial []byte       // the start of a frame whose rest has not arrived
+	msg     []byte       // the fragments of a message so far
+	hr      bytes.Reader // over the bytes being parsed
+	hbuf    [ws.MaxHeaderSize - 2]byte
 
 	wmu      sync.Mutex // guards the four fields below
 	pending  []byte     // frames waiting for the call that is writing
@@ -53,7 +57,7 @@ type client struct {
 var errClosed = errors.New("connection closed")
 
 // dial opens a WebSocket to target (ws://host:port/ws?query) from source
-// address src, and starts its reader.
+// address src, and hands it to a poller.
 func dial(ctx context.Context, target string, src net.IP, onPush func([]byte, []byte, int)) (*client, error) {
 	d := ws.Dialer{
 		Timeout: 10 * time.Second,
@@ -69,60 +73,95 @@ func dial(ctx context.Context, target string, src net.IP, onPush func([]byte, []
 	if err != nil {
 		return nil, err
 	}
-	if br == nil {
-		br = bufio.NewReaderSize(nc, 8192)
+	var early []byte // frames that came with the handshake's response
+	if br != nil {
+		early, _ = br.Peek(br.Buffered())
+		early = append([]byte(nil), early...)
+		ws.PutReader(br)
 	}
-	c := &client{nc: nc, br: br, onPush: onPush, waiting: map[uint64]chan reply{}, done: make(chan struct{})}
-	go c.read()
+	c := &client{onPush: onPush, waiting: map[uint64]chan reply{}, done: make(chan struct{})}
+	if c.s, err = newSock(nc, c.consume, c.ended); err != nil {
+		return nil, err
+	}
+	if err := c.s.start(early); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
-// read runs until the connection ends, answering pings and routing frames.
-// It reuses one buffer for every frame: onPush must not keep the body.
-func (c *client) read() {
-	var msg, buf []byte
-	err := func() error {
-		for {
-			h, err := ws.ReadHeader(c.br)
-			if err != nil {
-				return err
-			}
-			if h.Length > 1<<20 {
-				return fmt.Errorf("frame of %d bytes", h.Length)
-			}
-			if int64(cap(buf)) < h.Length {
-				buf = make([]byte, h.Length)
-			}
-			payload := buf[:h.Length]
-			if _, err := io.ReadFull(c.br, payload); err != nil {
-				return err
-			}
-			if h.Masked {
-				ws.Cipher(payload, h.Mask, 0)
-			}
-			switch h.OpCode {
-			case ws.OpPing:
-				_ = c.writeFrame(ws.OpPong, append([]byte(nil), payload...))
-				continue
-			case ws.OpPong:
-				continue
-			case ws.OpClose:
-				code, _ := ws.ParseCloseFrameData(payload)
-				c.closeCode = int(code)
-				_ = c.writeFrame(ws.OpClose, payload)
-				return fmt.Errorf("closed by the server with %d", code)
-			}
-			if !h.Fin {
-				msg = append(msg, payload...)
-				continue
-			}
-			if msg != nil {
-				payload = append(msg, payload...)
-				msg = msg[:0:0]
-			}
-			c.handle(payload)
+// consume parses the frames in data, the next bytes read, keeping an
+// incomplete last frame for the next call. It reuses the poller's buffer
+// for every frame: onPush must not keep the body.
+func (c *client) consume(data []byte) error {
+	if len(c.partial) > 0 {
+		c.partial = append(c.partial, data...)
+		data = c.partial
+	}
+	for len(data) > 0 {
+		c.hr.Reset(data)
+		h, err := ws.ReadHeaderBuffer(&c.hr, c.hbuf[:])
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break // the header's rest is still to come
 		}
-	}()
+		if err != nil {
+			return err
+		}
+		if h.Length > 1<<20 {
+			return fmt.Errorf("frame of %d bytes", h.Length)
+		}
+		start := len(data) - c.hr.Len()
+		if int64(len(data)-start) < h.Length {
+			break
+		}
+		payload := data[start : start+int(h.Length)]
+		data = data[start+int(h.Length):]
+		if err := c.frame(h, payload); err != nil {
+			return err
+		}
+	}
+	switch {
+	case len(data) > 0:
+		c.partial = append(c.partial[:0], data...) // may overlap: append copies as memmove does
+	case cap(c.partial) > 64<<10:
+		c.partial = nil
+	default:
+		c.partial = c.partial[:0]
+	}
+	return nil
+}
+
+// frame handles one frame: answers pings, ends on a close, joins
+// fragments, and passes each whole message to handle.
+func (c *client) frame(h ws.Header, payload []byte) error {
+	if h.Masked {
+		ws.Cipher(payload, h.Mask, 0)
+	}
+	switch h.OpCode {
+	case ws.OpPing:
+		_ = c.writeFrame(ws.OpPong, payload)
+		return nil
+	case ws.OpPong:
+		return nil
+	case ws.OpClose:
+		code, _ := ws.ParseCloseFrameData(payload)
+		c.closeCode = int(code)
+		_ = c.writeFrame(ws.OpClose, payload)
+		return fmt.Errorf("closed by the server with %d", code)
+	}
+	if !h.Fin {
+		c.msg = append(c.msg, payload...)
+		return nil
+	}
+	if c.msg != nil {
+		payload = append(c.msg, payload...)
+		c.msg = nil
+	}
+	c.handle(payload)
+	return nil
+}
+
+// ended runs when the socket is closed: every request still waiting fails.
+func (c *client) ended(err error) {
 	c.mu.Lock()
 	c.err = err
 	waiting := c.waiting
@@ -132,7 +171,6 @@ func (c *client) read() {
 		ch <- reply{err: errClosed}
 	}
 	close(c.done)
-	_ = c.nc.Close()
 }
 
 // handle routes one frame: a reply (path:id;body) to the request waiting
@@ -202,8 +240,7 @@ func (c *client) writeFrames(op ws.OpCode, payloads ...[]byte) error {
 		out := c.pending
 		c.pending, c.spare = c.spare[:0], nil
 		c.wmu.Unlock()
-		_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		_, err := c.nc.Write(out)
+		err := c.s.write(out, 10*time.Second)
 		c.wmu.Lock()
 		c.spare = out
 		if err != nil {
@@ -285,7 +322,7 @@ func (c *client) close() {
 	select {
 	case <-c.done:
 	case <-time.After(2 * time.Second):
-		_ = c.nc.Close()
+		c.s.shutdown()
 		<-c.done
 	}
 }

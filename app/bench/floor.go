@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -54,8 +53,9 @@ type FloorReadResult struct {
 // with no server in the way: a TCP listener on loopback with cfg.Readers
 // connections to it; for each message, one goroutine per connection
 // writes Size bytes carrying the send time (as the hub starts a writer per
-// delivery), and a goroutine per connection reads them (as the load tool's
-// readers do), in another process when cfg.Reader says so. Its latency is
+// delivery), and the load tool's pollers read them (as they read the
+// tool's WebSocket connections), in another process when cfg.Reader says
+// so. Its latency is
 // the floor under `fanout -rate` on the same machine: compare the two as a
 // ratio.
 func Floor(ctx context.Context, o Options, cfg FloorConfig) (FloorResult, error) {
@@ -153,6 +153,9 @@ func Floor(ctx context.Context, o Options, cfg FloorConfig) (FloorResult, error)
 	return res, nil
 }
 
+// errDone ends a floor connection that has read all it expects.
+var errDone = errors.New("read everything")
+
 // FloorRead is the reading side of Floor: it dials cfg.Readers connections
 // to addr (a loopback address) and reads cfg.Msgs messages of cfg.Size
 // bytes from each, timing each from the send time it carries.
@@ -172,12 +175,13 @@ func FloorRead(ctx context.Context, o Options, addr string, cfg FloorConfig) (Fl
 		lat       Histogram
 		delivered atomic.Int64
 		readers   sync.WaitGroup
-		conns     []net.Conn
+		socks     []*sock
 	)
 	defer func() {
-		for _, c := range conns {
-			c.Close()
+		for _, s := range socks {
+			s.shutdown()
 		}
+		readers.Wait()
 	}()
 	for i := range cfg.Readers {
 		d := net.Dialer{}
@@ -188,17 +192,36 @@ func FloorRead(ctx context.Context, o Options, addr string, cfg FloorConfig) (Fl
 		if err != nil {
 			return res, fmt.Errorf("connection %d: %w", i, err)
 		}
-		conns = append(conns, c)
-		readers.Go(func() {
-			buf := make([]byte, cfg.Size)
-			for range cfg.Msgs {
-				if _, err := io.ReadFull(c, buf); err != nil {
-					return
+		// Read by the tool's pollers, as the load tool's connections are.
+		var (
+			msg  = make([]byte, cfg.Size)
+			have int // bytes of msg so far
+			left = cfg.Msgs
+		)
+		readers.Add(1)
+		s, err := newSock(c, func(data []byte) error {
+			for len(data) > 0 && left > 0 {
+				n := copy(msg[have:], data)
+				have, data = have+n, data[n:]
+				if have == len(msg) {
+					lat.Add(time.Duration(time.Now().UnixNano() - int64(binary.LittleEndian.Uint64(msg))))
+					delivered.Add(1)
+					have, left = 0, left-1
 				}
-				lat.Add(time.Duration(time.Now().UnixNano() - int64(binary.LittleEndian.Uint64(buf))))
-				delivered.Add(1)
 			}
-		})
+			if left == 0 {
+				return errDone
+			}
+			return nil
+		}, func(error) { readers.Done() })
+		if err == nil {
+			err = s.start(nil)
+		}
+		if err != nil {
+			readers.Done()
+			return res, fmt.Errorf("connection %d: %w", i, err)
+		}
+		socks = append(socks, s)
 	}
 	cpuStart := toolCPU()
 	done := make(chan struct{})
@@ -206,8 +229,8 @@ func FloorRead(ctx context.Context, o Options, addr string, cfg FloorConfig) (Fl
 	select {
 	case <-done:
 	case <-ctx.Done():
-		for _, c := range conns {
-			c.Close()
+		for _, s := range socks {
+			s.shutdown()
 		}
 		<-done
 	}
