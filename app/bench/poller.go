@@ -248,7 +248,7 @@ func (s *sock) write(b []byte, timeout time.Duration) error {
 	}
 	deadline := time.Now().Add(timeout)
 	for len(b) > 0 {
-		n, err := unix.Write(s.fd, b)
+		n, err := rawWrite(s.fd, b)
 		if n > 0 {
 			b = b[n:]
 		}
@@ -279,13 +279,22 @@ func (s *sock) shutdown() {
 	}
 }
 
-// rawRead and rawEpollWait are read(2) and epoll_wait(2) with no timeout,
-// neither of which can block, made without telling the Go scheduler: a
-// system call made the usual way wakes the runtime's monitor thread when
-// it sleeps, and with the tool's sockets read a few at a time that wake-up
-// cost more than the reads.
+// rawRead, rawWrite and rawEpollWait are read(2) and write(2) on a
+// non-blocking socket and epoll_wait(2) with no timeout, none of which can
+// block, made without telling the Go scheduler: a system call made the
+// usual way wakes the runtime's monitor thread when it sleeps, and with the
+// tool's sockets read a few at a time that wake-up cost more than the
+// reads.
 func rawRead(fd int, b []byte) (int, error) {
 	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+func rawWrite(fd int, b []byte) (int, error) {
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
 	if e != 0 {
 		return 0, e
 	}
