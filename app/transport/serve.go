@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"dce/app/hub"
 	"dce/app/node"
@@ -259,10 +260,21 @@ func tryWriteFrame(socket syscall.RawConn, deadline *writeDeadline, rest *[]byte
 
 // writeNoWait makes one write(2) of b to the socket and never waits for it
 // to drain: n is what the socket took, 0 when its buffer is full.
+//
+// The call is raw (not announced to the Go scheduler): on a non-blocking
+// socket write(2) cannot block, and announcing it wakes the runtime's
+// monitor thread whenever it sleeps, which happened on every broadcast
+// that followed a quiet spell and cost about a twentieth of the server's
+// CPU in a paced fan-out.
 func writeNoWait(socket syscall.RawConn, b []byte) (n int, err error) {
 	var werr error
 	err = socket.Write(func(fd uintptr) bool {
-		n, werr = syscall.Write(int(fd), b)
+		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+		if errno != 0 {
+			werr = errno
+		} else {
+			n = int(r)
+		}
 		return true // done, whatever happened: no waiting
 	})
 	if err != nil {
