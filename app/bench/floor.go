@@ -153,9 +153,6 @@ func Floor(ctx context.Context, o Options, cfg FloorConfig) (FloorResult, error)
 	return res, nil
 }
 
-// errDone ends a floor connection that has read all it expects.
-var errDone = errors.New("read everything")
-
 // FloorRead is the reading side of Floor: it dials cfg.Readers connections
 // to addr (a loopback address) and reads cfg.Msgs messages of cfg.Size
 // bytes from each, timing each from the send time it carries.
@@ -174,14 +171,15 @@ func FloorRead(ctx context.Context, o Options, addr string, cfg FloorConfig) (Fl
 	var (
 		lat       Histogram
 		delivered atomic.Int64
-		readers   sync.WaitGroup
+		finished  sync.WaitGroup // per connection: it has read every message, or ended before
+		closed    sync.WaitGroup // per connection: its socket is closed
 		socks     []*sock
 	)
 	defer func() {
 		for _, s := range socks {
 			s.shutdown()
 		}
-		readers.Wait()
+		closed.Wait()
 	}()
 	for i := range cfg.Readers {
 		d := net.Dialer{}
@@ -193,12 +191,23 @@ func FloorRead(ctx context.Context, o Options, addr string, cfg FloorConfig) (Fl
 			return res, fmt.Errorf("connection %d: %w", i, err)
 		}
 		// Read by the tool's pollers, as the load tool's connections are.
+		// A connection that has read everything stays open until the end:
+		// closing thousands of sockets during the last message's sweep
+		// would delay that message's other readers.
 		var (
 			msg  = make([]byte, cfg.Size)
 			have int // bytes of msg so far
 			left = cfg.Msgs
+			over bool // finished.Done called; on the poller's goroutine only
 		)
-		readers.Add(1)
+		finish := func() {
+			if !over {
+				over = true
+				finished.Done()
+			}
+		}
+		finished.Add(1)
+		closed.Add(1)
 		s, err := newSock(c, func(data []byte) error {
 			for len(data) > 0 && left > 0 {
 				n := copy(msg[have:], data)
@@ -210,22 +219,23 @@ func FloorRead(ctx context.Context, o Options, addr string, cfg FloorConfig) (Fl
 				}
 			}
 			if left == 0 {
-				return errDone
+				finish()
 			}
 			return nil
-		}, func(error) { readers.Done() })
+		}, func(error) { finish(); closed.Done() })
 		if err == nil {
 			err = s.start(nil)
 		}
 		if err != nil {
-			readers.Done()
+			finish()
+			closed.Done()
 			return res, fmt.Errorf("connection %d: %w", i, err)
 		}
 		socks = append(socks, s)
 	}
 	cpuStart := toolCPU()
 	done := make(chan struct{})
-	go func() { readers.Wait(); close(done) }()
+	go func() { finished.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
