@@ -89,6 +89,9 @@ func dial(ctx context.Context, target string, src net.IP, onPush func([]byte, []
 	return c, nil
 }
 
+// maxMessage is the largest frame, and message, the tool accepts.
+const maxMessage = 1 << 20
+
 // consume parses the frames in data, the next bytes read, keeping an
 // incomplete last frame for the next call. It reuses the poller's buffer
 // for every frame: onPush must not keep the body.
@@ -106,7 +109,7 @@ func (c *client) consume(data []byte) error {
 		if err != nil {
 			return err
 		}
-		if h.Length > 1<<20 {
+		if h.Length > maxMessage {
 			return fmt.Errorf("frame of %d bytes", h.Length)
 		}
 		start := len(data) - c.hr.Len()
@@ -138,15 +141,18 @@ func (c *client) frame(h ws.Header, payload []byte) error {
 	}
 	switch h.OpCode {
 	case ws.OpPing:
-		_ = c.writeFrame(ws.OpPong, payload)
+		_ = c.writeFramesLater(ws.OpPong, payload)
 		return nil
 	case ws.OpPong:
 		return nil
 	case ws.OpClose:
 		code, _ := ws.ParseCloseFrameData(payload)
 		c.closeCode = int(code)
-		_ = c.writeFrame(ws.OpClose, payload)
+		_ = c.writeFramesLater(ws.OpClose, payload)
 		return fmt.Errorf("closed by the server with %d", code)
+	}
+	if len(c.msg)+len(payload) > maxMessage {
+		return fmt.Errorf("a message of over %d bytes", maxMessage)
 	}
 	if !h.Fin {
 		c.msg = append(c.msg, payload...)
@@ -216,6 +222,18 @@ func (c *client) writeFrame(op ws.OpCode, payload []byte) error {
 // waits to gather more. The error of a write that fails after this call
 // returned reaches its callers as the connection's close.
 func (c *client) writeFrames(op ws.OpCode, payloads ...[]byte) error {
+	return c.queueFrames(true, op, payloads...)
+}
+
+// writeFramesLater is writeFrames for the poller's goroutine, which must
+// never wait for a socket to drain (every connection it reads would wait
+// too): it makes one write that does not wait, and leaves what the socket
+// did not take to a goroutine that may.
+func (c *client) writeFramesLater(op ws.OpCode, payloads ...[]byte) error {
+	return c.queueFrames(false, op, payloads...)
+}
+
+func (c *client) queueFrames(wait bool, op ws.OpCode, payloads ...[]byte) error {
 	c.wmu.Lock()
 	if c.werr != nil {
 		err := c.werr
@@ -236,16 +254,37 @@ func (c *client) writeFrames(op ws.OpCode, payloads ...[]byte) error {
 		return nil
 	}
 	c.flushing = true
+	c.wmu.Unlock()
+	return c.flush(wait)
+}
+
+// flush writes pending until it is empty or a write fails; only the call
+// that set flushing runs it. Without wait, a write the socket does not
+// take whole leaves the rest to a goroutine.
+func (c *client) flush(wait bool) error {
+	c.wmu.Lock()
 	for len(c.pending) > 0 && c.werr == nil {
 		out := c.pending
 		c.pending, c.spare = c.spare[:0], nil
 		c.wmu.Unlock()
-		err := c.s.write(out, 10*time.Second)
+		n, err := len(out), error(nil)
+		if wait {
+			err = c.s.write(out, 10*time.Second)
+		} else {
+			n, err = c.s.tryWrite(out)
+		}
 		c.wmu.Lock()
-		c.spare = out
 		if err != nil {
 			c.werr = err
+			break
 		}
+		if n < len(out) {
+			c.pending = append(append([]byte(nil), out[n:]...), c.pending...)
+			c.wmu.Unlock()
+			go c.flush(true)
+			return nil
+		}
+		c.spare = out
 	}
 	c.flushing = false
 	err := c.werr

@@ -48,6 +48,7 @@ type poller struct {
 	file *os.File // epfd, registered with the Go runtime's poller
 	mu   sync.Mutex
 	sock []*sock // by file descriptor
+	dead bool    // the epoll set failed: no socket may join
 }
 
 var (
@@ -124,6 +125,7 @@ func (p *poller) run(raw syscall.RawConn) {
 		failed = fmt.Errorf("epoll: %w", err)
 	}
 	p.mu.Lock()
+	p.dead = true
 	var socks []*sock
 	for _, s := range p.sock {
 		if s != nil {
@@ -134,6 +136,7 @@ func (p *poller) run(raw syscall.RawConn) {
 	for _, s := range socks {
 		p.end(s, failed)
 	}
+	p.file.Close()
 }
 
 // lookup returns the sock of file descriptor fd, nil if none.
@@ -146,14 +149,19 @@ func (p *poller) lookup(fd int32) *sock {
 	return nil
 }
 
-// set makes s the sock of file descriptor fd (nil: none).
-func (p *poller) set(fd int, s *sock) {
+// set makes s the sock of file descriptor fd (nil: none). A poller whose
+// epoll set has failed takes no sock.
+func (p *poller) set(fd int, s *sock) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if s != nil && p.dead {
+		return errors.New("the tool's poller has failed")
+	}
 	if fd >= len(p.sock) {
 		p.sock = append(p.sock, make([]*sock, fd+1-len(p.sock))...)
 	}
 	p.sock[fd] = s
+	return nil
 }
 
 // serve reads once from a ready socket.
@@ -230,7 +238,9 @@ func (s *sock) start(pending []byte) error {
 			return fail(err)
 		}
 	}
-	p.set(s.fd, s)
+	if err := p.set(s.fd, s); err != nil {
+		return fail(err)
+	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(s.fd)}
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
 		p.set(s.fd, nil)
@@ -268,6 +278,21 @@ func (s *sock) write(b []byte, timeout time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// tryWrite makes one write of b that does not wait: n is what the socket
+// took, 0 when it is full.
+func (s *sock) tryWrite(b []byte) (int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, net.ErrClosed
+	}
+	n, err := rawWrite(s.fd, b)
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return 0, nil
+	}
+	return n, err
 }
 
 // shutdown makes the poller end the socket (it reads end of file).

@@ -217,3 +217,45 @@ func TestPollerKeepsConnectionsApart(t *testing.T) {
 	default:
 	}
 }
+
+// A connection whose socket is full does not hold up the others its
+// poller reads: the pong to a ping is written without waiting.
+func TestPollerNeverWaitsForAFullSocket(t *testing.T) {
+	full, fullServer := pollerPair(t, nil)
+	got := make(chan time.Time, 1)
+	var otherServer *os.File
+	for range 2 * len(pollers) { // pollers are handed out in turn: find one on full's
+		c, s := pollerPair(t, func(path, body []byte, _ int) { got <- time.Now() })
+		if c.s.p == full.s.p {
+			otherServer = s
+			break
+		}
+	}
+	if otherServer == nil {
+		t.Fatal("no second connection on the first one's poller")
+	}
+	junk := make([]byte, 64<<10)
+	for {
+		if _, err := rawWrite(full.s.fd, junk); err == unix.EAGAIN {
+			break // the peer reads nothing: the socket is full
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := fullServer.Write(serverFrame(ws.OpPing, true, []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the poller has read the ping and queued the pong
+	sent := time.Now()
+	if _, err := otherServer.Write(serverFrame(ws.OpText, true, []byte("im/message;hello"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-got:
+		if d := at.Sub(sent); d > time.Second {
+			t.Errorf("the other connection's message waited %s for the full socket", d)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the other connection's message never arrived")
+	}
+}
