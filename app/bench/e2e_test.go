@@ -17,10 +17,13 @@ import (
 	"dce/common/config"
 )
 
-func startBenchServer(t *testing.T) (*servertest.Server, bench.Options) {
+func startBenchServer(t *testing.T, configure ...func(*config.Config)) (*servertest.Server, bench.Options) {
 	t.Helper()
 	s := servertest.Start(t, func(c *config.Config) {
 		c.Limits.MessagesPerSecond, c.Limits.MessageBurst = 1_000_000, 1_000_000
+		for _, f := range configure {
+			f(c)
+		}
 	})
 	o := bench.Options{URL: s.WSURL, Timeout: 2 * time.Minute, Prefix: "t",
 		SessionFile: filepath.Join(t.TempDir(), "sessions"),
@@ -120,6 +123,21 @@ func TestBenchConnsAndLogin(t *testing.T) {
 	}
 	if res.ServerHeld == nil || res.ServerHeld.Connections < 50 {
 		t.Fatalf("the server saw %+v", res.ServerHeld)
+	}
+}
+
+// The tool's connections answer the server's pings, or the server would
+// close them when its pong wait ran out.
+func TestBenchConnectionsAnswerPings(t *testing.T) {
+	_, o := startBenchServer(t, func(c *config.Config) {
+		c.Transport.PingInterval.Duration, c.Transport.PongWait.Duration = 100*time.Millisecond, 400*time.Millisecond
+	})
+	res, err := bench.Conns(context.Background(), o, bench.ConnsConfig{N: 30, Hold: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connections != 30 || res.Errors != 0 || res.Dropped != 0 {
+		t.Fatalf("conns with a ping every 100 ms: %+v", res)
 	}
 }
 
