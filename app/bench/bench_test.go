@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -145,5 +147,31 @@ func TestSendBodyAndReplyID(t *testing.T) {
 		if id, ok := replyID([]byte(body)); ok {
 			t.Errorf("replyID(%s) = %d, want none", body, id)
 		}
+	}
+}
+
+// bench disk appends and syncs at the rate asked, leaves no file behind,
+// and refuses what it cannot do.
+func TestDiskProbe(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Now()
+	res, err := Disk(context.Background(), Options{Timeout: time.Minute}, DiskConfig{Dir: dir, N: 20, Rate: 100, Size: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 190*time.Millisecond {
+		t.Errorf("20 appends at 100 a second took %s", took)
+	}
+	if res.Workload != "disk" || res.N != 20 || res.Latency.Max < res.Latency.P50 {
+		t.Errorf("disk: %+v", res)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("the probe left %d files behind", len(left))
+	}
+	if _, err := Disk(context.Background(), Options{Timeout: time.Minute}, DiskConfig{Dir: filepath.Join(dir, "missing"), N: 1, Rate: 1, Size: 1}); err == nil {
+		t.Error("a missing folder was probed")
+	}
+	if _, err := Disk(context.Background(), Options{Timeout: time.Minute}, DiskConfig{Dir: dir, N: 0, Rate: 1, Size: 1}); err == nil {
+		t.Error("-n 0 was accepted")
 	}
 }

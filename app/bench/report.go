@@ -77,6 +77,7 @@ var (
 		"pairs":    {"pairs", "acked_per_s", "failed", "missing_in_store", "ack.p50_ms", "ack.p99_ms", "delivery.p99_ms"},
 		"login":    {"logins", "logins_per_s", "rate_limited", "failed", "latency.p50_ms", "latency.p99_ms"},
 		"floor":    {"readers", "delivered", "latency.p50_ms", "latency.p90_ms", "latency.p99_ms"},
+		"disk":     {"n", "rate", "latency.p50_ms", "latency.p90_ms", "latency.p99_ms", "latency.max_ms"},
 		"presence": {"watchers", "joined", "presence_frames", "presence_bytes", "bytes_per_joiner", "watchers_exact", "joiners_missing"},
 	}
 	worst = map[string]bool{"errors": true, "dropped": true, "lost": true, "duplicated": true, "out_of_order": true,

@@ -31,6 +31,7 @@ func (k *Kernel) benchNodes() []node.Node {
 		node.Node{Path: "presence", Name: "Load: N users come online while W watch: -watchers W -n N [-within S]", Do: k.BenchPresence},
 		node.Node{Path: "floor", Name: "Load: this machine's best paced fan-out over loopback TCP, no server: -n N -msgs M -rate R", Do: k.BenchFloor},
 		node.Node{Path: "floor-read", Name: "Load: the reading side of bench floor, which starts it", Do: k.BenchFloorRead},
+		node.Node{Path: "disk", Name: "Load: this disk's fdatasync latency, the floor under synchronous=FULL: [-n N] [-rate R] [-dir DIR]", Do: k.BenchDisk},
 		node.Node{Path: "report", Name: "Medians of `dce bench -json -label L` lines by label, as a Markdown table: [-svg FILE] < RESULTS", Do: k.BenchReport},
 	)
 }
@@ -50,6 +51,8 @@ type benchFlags struct {
 	label    string
 	profile  string
 	cores    int
+
+	storePath string // the server's database file, from its configuration
 }
 
 func newBenchFlags(name string, out io.Writer) *benchFlags {
@@ -95,6 +98,7 @@ func (f *benchFlags) parse(args []string) (bench.Options, error) {
 	if f.sessions == "" {
 		f.sessions = filepath.Join(cfg.Server.RuntimeDir, "bench-sessions")
 	}
+	f.storePath = cfg.StorePath()
 	socket := SocketPath(cfg)
 	o := bench.Options{URL: f.url, Sources: sources, Timeout: f.timeout, Password: f.password, Prefix: f.prefix,
 		SessionFile: f.sessions, Logins: f.logins, Progress: os.Stderr,
@@ -272,6 +276,22 @@ func (k *Kernel) BenchFloorRead(ctx *node.Context) (any, error) {
 	f.fs.IntVar(&cfg.Size, "size", 300, "bytes per message")
 	return runBench(ctx, f, func(c context.Context, o bench.Options) (bench.FloorReadResult, error) {
 		return bench.FloorRead(c, o, *addr, cfg)
+	})
+}
+
+// BenchDisk is `dce bench disk`: fdatasync latency in the store's folder.
+func (k *Kernel) BenchDisk(ctx *node.Context) (any, error) {
+	f := newBenchFlags("disk", ctx.Out)
+	var cfg bench.DiskConfig
+	f.fs.StringVar(&cfg.Dir, "dir", "", "the folder to probe (default: the store's, from the configuration)")
+	f.fs.IntVar(&cfg.N, "n", 300, "appends, each made durable before the next")
+	f.fs.Float64Var(&cfg.Rate, "rate", 20, "appends a second")
+	f.fs.IntVar(&cfg.Size, "size", 8192, "bytes per append (about a commit of one message)")
+	return runBench(ctx, f, func(c context.Context, o bench.Options) (bench.DiskResult, error) {
+		if cfg.Dir == "" {
+			cfg.Dir = filepath.Dir(f.storePath)
+		}
+		return bench.Disk(c, o, cfg)
 	})
 }
 
