@@ -69,11 +69,10 @@ func newBenchFlags(name string, out io.Writer) *benchFlags {
 	f.fs.StringVar(&f.config, "config", "", "the server's configuration file, to find its control socket for its CPU and memory")
 	f.fs.StringVar(&f.label, "label", "", "a name for this run in the JSON line, which `dce bench report` groups by")
 	f.fs.StringVar(&f.profile, "cpuprofile", "", "write the load tool's own CPU profile to this file (its share of the machine)")
-	// One core: the tool's goroutines mostly wait for frames, and on one P
-	// the runtime wakes no second thread to look for them, so the tool
-	// costs the machine less and leaves the server the other core (a
-	// paced 10,000-reader fan-out: 9-11 µs of tool CPU per delivery
-	// against 13-19 on two).
+	// One core: the tool mostly waits for frames, and on one P the runtime
+	// wakes no second thread to look for them, so the tool costs the
+	// machine less and leaves the server the other core (README,
+	// Performance).
 	f.fs.IntVar(&f.cores, "cores", 1, "CPU cores (GOMAXPROCS) the load tool itself uses; 0: all")
 	return f
 }
