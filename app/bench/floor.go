@@ -55,9 +55,8 @@ type FloorReadResult struct {
 // writes Size bytes carrying the send time (as the hub starts a writer per
 // delivery), and the load tool's pollers read them (as they read the
 // tool's WebSocket connections), in another process when cfg.Reader says
-// so. Its latency is
-// the floor under `fanout -rate` on the same machine: compare the two as a
-// ratio.
+// so. Its latency is the floor under `fanout -rate` on the same machine:
+// compare the two as a ratio.
 func Floor(ctx context.Context, o Options, cfg FloorConfig) (FloorResult, error) {
 	res := FloorResult{Workload: "floor", Readers: cfg.Readers, Rate: cfg.Rate, Processes: 1}
 	if err := o.Check(); err != nil {
