@@ -89,23 +89,37 @@ func (db *DB) DeleteUserSessions(ctx context.Context, userID int64) ([]string, e
 }
 
 // DeleteExpiredSessions removes every session expired at Now() and returns
-// how many there were.
+// how many there were. It deletes them sessionSweepBatch at a time, one
+// write each, so the writer is never held long and other writes queue
+// between the batches; if ctx ends between batches it returns what it
+// removed so far with ctx's error.
 func (db *DB) DeleteExpiredSessions(ctx context.Context) (int64, error) {
 	now := db.now().UnixMilli()
-	var removed int64
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		result, err := tx.Exec(`DELETE FROM sessions WHERE expires <= ?`, now)
-		if err != nil {
+	var total int64
+	for {
+		var removed int64
+		err := db.write(ctx, func(tx *sql.Tx) error {
+			result, err := tx.Exec(deleteExpiredSessionsSQL, now, sessionSweepBatch)
+			if err != nil {
+				return err
+			}
+			removed, err = result.RowsAffected()
 			return err
+		})
+		if err != nil {
+			return total, err // removed may still be written by the writer
 		}
-		removed, err = result.RowsAffected()
-		return err
-	})
-	if err != nil {
-		return 0, err // removed may still be written by the writer
+		total += removed
+		if removed < sessionSweepBatch {
+			return total, nil
+		}
 	}
-	return removed, nil
 }
+
+// deleteExpiredSessionsSQL deletes up to ?2 sessions expired at ?1,
+// found through sessions_expires.
+const deleteExpiredSessionsSQL = `DELETE FROM sessions WHERE sid_hash IN
+	(SELECT sid_hash FROM sessions WHERE expires <= ? LIMIT ?)`
 
 // isForeignKeyViolation reports whether err is SQLite refusing a row whose
 // reference (a user id) does not exist.

@@ -41,6 +41,10 @@ type Options struct {
 	Synchronous string           // "FULL" (default) or "NORMAL"
 	MaxBatch    int              // most writes in one group commit; default DefaultMaxBatch
 	Now         func() time.Time // default time.Now
+	// SessionSweep is how often expired sessions are removed (janitor.go);
+	// default DefaultSessionSweep, negative never. Open removes them once
+	// before it returns unless it is negative.
+	SessionSweep time.Duration
 }
 
 // DefaultMaxBatch is the most writes one group commit takes when
@@ -78,6 +82,8 @@ type DB struct {
 
 	statements      statements
 	boundStatements boundStatements // owned by the writer goroutine
+
+	janitor janitor
 
 	closeOnce sync.Once
 	closeErr  error
@@ -153,6 +159,10 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		return nil, err
 	}
 	go db.runWriter()
+	if err := db.startJanitor(ctx, opts.SessionSweep); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return db, nil
 }
 
@@ -203,6 +213,7 @@ func createFile(path string) error {
 // error each time.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
+		db.stopJanitor()
 		db.closed.Store(true)
 		db.gate.Lock() // waits for the senders that saw closed false
 		close(db.requests)
