@@ -29,7 +29,7 @@ func laterRouter(log io.Writer, ran *atomic.Int64) *Router {
 		N int `json:"n"`
 	}
 	rows := []Node{
-		{Path: "later/ok", Name: "finishes later", Methods: Net, Do: func(c *Context) (any, error) {
+		{Path: "later/ok", Name: "finishes later", Methods: Net, Auth: Public, Do: func(c *Context) (any, error) {
 			var req result
 			if err := c.Bind(&req); err != nil {
 				return nil, err // refused at once, before any Later
@@ -39,17 +39,17 @@ func laterRouter(log io.Writer, ran *atomic.Int64) *Router {
 				return result{req.N * 2}, nil
 			}), nil
 		}},
-		{Path: "later/fail", Name: "fails later", Methods: Net, Do: later(func() (any, error) {
+		{Path: "later/fail", Name: "fails later", Methods: Net, Auth: Public, Do: later(func() (any, error) {
 			return nil, Errorf(CodeForbidden, "not now")
 		})},
-		{Path: "later/oops", Name: "fails unexpectedly later", Methods: Net, Do: later(func() (any, error) {
+		{Path: "later/oops", Name: "fails unexpectedly later", Methods: Net, Auth: Public, Do: later(func() (any, error) {
 			return nil, errors.New("disk on fire: " + panicSecret)
 		})},
-		{Path: "later/boom", Name: "panics later", Methods: Net, Do: later(func() (any, error) {
+		{Path: "later/boom", Name: "panics later", Methods: Net, Auth: Public, Do: later(func() (any, error) {
 			panic(panicSecret)
 		})},
-		{Path: "later/nil", Name: "nil result later", Methods: Net, Do: later(func() (any, error) { return nil, nil })},
-		{Path: "later/again", Name: "a Later that returns a Later", Methods: Net, Do: later(func() (any, error) {
+		{Path: "later/nil", Name: "nil result later", Methods: Net, Auth: Public, Do: later(func() (any, error) { return nil, nil })},
+		{Path: "later/again", Name: "a Later that returns a Later", Methods: Net, Auth: Public, Do: later(func() (any, error) {
 			return Later(func() (any, error) { return nil, nil }), nil
 		})},
 		{Path: "later/user", Name: "logged in, later", Methods: Net, Auth: User, Do: later(func() (any, error) {

@@ -51,17 +51,30 @@ func (m Method) String() string {
 	return strings.Join(names, ",")
 }
 
-// Auth is what a caller must be to run a node.
+// Auth is what a caller must be to run a node. Its zero value is
+// AuthUnset, which the router refuses: a row that forgets its Auth stops
+// the program at start instead of serving everyone.
 type Auth uint8
 
 const (
-	Public Auth = iota // anyone, logged in or not
-	User               // a logged-in session
-	Admin              // a logged-in admin
+	AuthUnset Auth = iota // the row did not say; never valid in a router
+	Public                // anyone, logged in or not
+	User                  // a logged-in session
+	Admin                 // a logged-in admin
 )
 
 func (a Auth) String() string {
-	return [...]string{"public", "user", "admin"}[a]
+	switch a {
+	case Public:
+		return "public"
+	case User:
+		return "user"
+	case Admin:
+		return "admin"
+	case AuthUnset:
+		return "unset"
+	}
+	return fmt.Sprintf("Auth(%d)", uint8(a))
 }
 
 // Handler runs a node. Its result is encoded as JSON (RawJSON as is); nil
@@ -82,8 +95,9 @@ type Node struct {
 
 // Group gives rows the defaults of a parent row, as Dce's nested node
 // declarations do: a path prefix, and Methods and Auth where a row leaves
-// them zero. (A row that wants Public under a User parent says so by being
-// declared outside the group.)
+// them zero. A row's own Auth, Public included, wins over the parent's; a
+// row with none under a parent with none stays AuthUnset, and the router
+// refuses it.
 func Group(parent Node, rows ...Node) []Node {
 	out := make([]Node, len(rows))
 	for i, row := range rows {
@@ -93,7 +107,7 @@ func Group(parent Node, rows ...Node) []Node {
 		if row.Methods == 0 {
 			row.Methods = parent.Methods
 		}
-		if row.Auth == Public {
+		if row.Auth == AuthUnset {
 			row.Auth = parent.Auth
 		}
 		out[i] = row

@@ -36,8 +36,9 @@ type RouterOptions struct {
 }
 
 // NewRouter checks the table and builds the router. A duplicate path, a path
-// outside the frame charset, a row with no methods, name or handler panics:
-// the table is code, and code that is wrong should not start.
+// outside the frame charset, a row with no methods, name or handler, or with
+// no Auth (AuthUnset, after Group's defaults) panics: the table is code, and
+// code that is wrong should not start.
 func NewRouter(rows []Node, opts RouterOptions) *Router {
 	r := &Router{nodes: make(map[string]*Node, len(rows)), isAdmin: opts.IsAdmin, log: opts.Log,
 		maxFrame: opts.MaxFrame, now: opts.Now}
@@ -59,6 +60,10 @@ func NewRouter(rows []Node, opts RouterOptions) *Router {
 			panic(fmt.Sprintf("node table: duplicate path %q", row.Path))
 		case row.Methods == 0 || row.Name == "" || row.Do == nil:
 			panic(fmt.Sprintf("node table: %q needs methods, a name and a handler", row.Path))
+		case row.Auth == AuthUnset:
+			panic(fmt.Sprintf("node table: %q has no Auth (Public, User or Admin)", row.Path))
+		case row.Auth > Admin:
+			panic(fmt.Sprintf("node table: %q has an unknown %v", row.Path, row.Auth))
 		case row.Auth == Admin && opts.IsAdmin == nil:
 			panic(fmt.Sprintf("node table: %q needs an admin check", row.Path))
 		}

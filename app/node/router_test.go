@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -47,34 +48,34 @@ func testNodes() []Node {
 		N int    `json:"n"`
 	}
 	return []Node{
-		{Path: "ping", Name: "ping", Methods: Net, Do: func(c *Context) (any, error) {
+		{Path: "ping", Name: "ping", Methods: Net, Auth: Public, Do: func(c *Context) (any, error) {
 			return struct {
 				TS int64 `json:"ts"`
 			}{c.Now.UnixMilli()}, nil
 		}},
-		{Path: "echo", Name: "echo", Methods: Net, Do: func(c *Context) (any, error) {
+		{Path: "echo", Name: "echo", Methods: Net, Auth: Public, Do: func(c *Context) (any, error) {
 			var req echo
 			if err := c.Bind(&req); err != nil {
 				return nil, err
 			}
 			return req, nil
 		}},
-		{Path: "boom", Name: "panics", Methods: Net, Do: func(c *Context) (any, error) { panic(panicSecret) }},
-		{Path: "fail", Name: "fails", Methods: Net, Do: func(c *Context) (any, error) {
+		{Path: "boom", Name: "panics", Methods: Net, Auth: Public, Do: func(c *Context) (any, error) { panic(panicSecret) }},
+		{Path: "fail", Name: "fails", Methods: Net, Auth: Public, Do: func(c *Context) (any, error) {
 			return nil, Errorf(CodeBadRequest, "no good")
 		}},
-		{Path: "oops", Name: "fails unexpectedly", Methods: Net, Do: func(c *Context) (any, error) {
+		{Path: "oops", Name: "fails unexpectedly", Methods: Net, Auth: Public, Do: func(c *Context) (any, error) {
 			return nil, errors.New("disk on fire: " + panicSecret)
 		}},
-		{Path: "slow-down", Name: "rate limited", Methods: Net, Do: func(c *Context) (any, error) {
+		{Path: "slow-down", Name: "rate limited", Methods: Net, Auth: Public, Do: func(c *Context) (any, error) {
 			return nil, RateLimited(1500*time.Millisecond, "later")
 		}},
-		{Path: "nothing", Name: "returns nil", Methods: Net, Do: func(c *Context) (any, error) { return nil, nil }},
-		{Path: "raw", Name: "raw JSON", Methods: Net, Do: func(c *Context) (any, error) { return RawJSON(`{"raw":true}`), nil }},
-		{Path: "unencodable", Name: "a result JSON cannot hold", Methods: Net, Do: func(c *Context) (any, error) {
+		{Path: "nothing", Name: "returns nil", Methods: Net, Auth: Public, Do: func(c *Context) (any, error) { return nil, nil }},
+		{Path: "raw", Name: "raw JSON", Methods: Net, Auth: Public, Do: func(c *Context) (any, error) { return RawJSON(`{"raw":true}`), nil }},
+		{Path: "unencodable", Name: "a result JSON cannot hold", Methods: Net, Auth: Public, Do: func(c *Context) (any, error) {
 			return map[string]any{"f": func() {}}, nil
 		}},
-		{Path: "tcp/only", Name: "TCP only", Methods: TCP, Do: func(c *Context) (any, error) { return nil, nil }},
+		{Path: "tcp/only", Name: "TCP only", Methods: TCP, Auth: Public, Do: func(c *Context) (any, error) { return nil, nil }},
 		{Path: "need/user", Name: "logged in", Methods: Net, Auth: User, Do: func(c *Context) (any, error) {
 			return struct {
 				User int64 `json:"user"`
@@ -192,13 +193,13 @@ func TestDispatch(t *testing.T) {
 func TestNewRouterRefusesBadTables(t *testing.T) {
 	ok := func(*Context) (any, error) { return nil, nil }
 	tables := map[string][]Node{
-		"duplicate path":   {{Path: "a", Name: "a", Methods: Net, Do: ok}, {Path: "a", Name: "b", Methods: TCP, Do: ok}},
-		"bad path":         {{Path: "A", Name: "a", Methods: Net, Do: ok}},
-		"empty path":       {{Path: "", Name: "a", Methods: Net, Do: ok}},
-		"leading slash":    {{Path: "/a", Name: "a", Methods: Net, Do: ok}},
-		"no methods":       {{Path: "a", Name: "a", Do: ok}},
-		"no name":          {{Path: "a", Methods: Net, Do: ok}},
-		"no handler":       {{Path: "a", Name: "a", Methods: Net}},
+		"duplicate path":   {{Path: "a", Name: "a", Methods: Net, Auth: Public, Do: ok}, {Path: "a", Name: "b", Methods: TCP, Auth: Public, Do: ok}},
+		"bad path":         {{Path: "A", Name: "a", Methods: Net, Auth: Public, Do: ok}},
+		"empty path":       {{Path: "", Name: "a", Methods: Net, Auth: Public, Do: ok}},
+		"leading slash":    {{Path: "/a", Name: "a", Methods: Net, Auth: Public, Do: ok}},
+		"no methods":       {{Path: "a", Name: "a", Auth: Public, Do: ok}},
+		"no name":          {{Path: "a", Methods: Net, Auth: Public, Do: ok}},
+		"no handler":       {{Path: "a", Name: "a", Methods: Net, Auth: Public}},
 		"no admin checker": {{Path: "a", Name: "a", Methods: Net, Auth: Admin, Do: ok}},
 	}
 	for name, rows := range tables {
@@ -210,6 +211,52 @@ func TestNewRouterRefusesBadTables(t *testing.T) {
 			}()
 			NewRouter(rows, RouterOptions{})
 		})
+	}
+}
+
+// TestNewRouterRefusesMissingAuth: a row that says nothing of Auth, alone
+// or in a group whose parent says nothing either, panics at construction
+// with a message naming its path; a row in a group with an Auth inherits
+// it, and one that says Public stays public.
+func TestNewRouterRefusesMissingAuth(t *testing.T) {
+	ok := func(*Context) (any, error) { return nil, nil }
+	for name, c := range map[string]struct {
+		rows []Node
+		path string
+	}{
+		"alone": {[]Node{{Path: "a", Name: "a", Methods: Net, Auth: Public, Do: ok}, {Path: "forgot", Name: "b", Methods: Net, Do: ok}}, "forgot"},
+		"in a group without one": {Group(Node{Path: "im", Methods: Net},
+			Node{Path: "send", Name: "send", Auth: User, Do: ok}, Node{Path: "load", Name: "load", Do: ok}), "im/load"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				p := recover()
+				if p == nil {
+					t.Fatal("NewRouter accepted a row with no Auth")
+				}
+				if msg := fmt.Sprint(p); !strings.Contains(msg, fmt.Sprintf("%q", c.path)) || !strings.Contains(msg, "Auth") {
+					t.Fatalf("panic %q does not name %q and Auth", msg, c.path)
+				}
+			}()
+			NewRouter(c.rows, RouterOptions{})
+		})
+	}
+	rows := Group(Node{Path: "im", Methods: Net, Auth: User},
+		Node{Path: "send", Name: "send", Do: ok},
+		Node{Path: "hello", Name: "hello", Auth: Public, Do: ok},
+	)
+	r := NewRouter(rows, RouterOptions{})
+	if got := r.Lookup("im/send", WebSocket).Auth; got != User {
+		t.Errorf("im/send: Auth %v, want the group's user", got)
+	}
+	if got := r.Lookup("im/hello", WebSocket).Auth; got != Public {
+		t.Errorf("im/hello: Auth %v, want the row's own public", got)
+	}
+	if reply, _ := r.Dispatch(context.Background(), &testPeer{transport: WebSocket}, []byte("im/send:1")); !strings.Contains(string(reply), CodeUnauthorized) {
+		t.Errorf("im/send anonymous: %s, want unauthorized", reply)
+	}
+	if reply, _ := r.Dispatch(context.Background(), &testPeer{transport: WebSocket}, []byte("im/hello:1")); string(reply) != "im/hello:1;{}" {
+		t.Errorf("im/hello anonymous: %s, want im/hello:1;{}", reply)
 	}
 }
 
