@@ -65,24 +65,6 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // ports are a server's three ports.
 type ports struct{ http, tcp, udp int }
 
@@ -127,7 +109,7 @@ func processEnv(runtimeDir string, extra ...string) []string {
 type process struct {
 	t    *testing.T
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *servertest.LogBuffer
 	done chan struct{} // closed when the process has exited
 	err  error         // its exit status, once done
 }
@@ -138,7 +120,7 @@ func startProcess(t *testing.T, dir string, p ports, env []string, args ...strin
 	t.Helper()
 	cmd := exec.Command(dceBinary, append(append([]string{"websocket", "start"}, p.args()...), args...)...)
 	cmd.Env, cmd.Dir = processEnv(dir, env...), dir
-	out := &lockedBuffer{}
+	out := &servertest.LogBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

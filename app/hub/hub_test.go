@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"dce/app/hub"
 	"dce/app/node"
+	"dce/app/servertest/syncbuf"
 	"dce/common/model"
 )
 
@@ -205,7 +205,7 @@ func TestQueueBoundInFrames(t *testing.T) {
 
 // The byte bound counts what is queued and not yet being written.
 func TestQueueBoundInBytes(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	h := hub.New(hub.Options{QueueFrames: 1000, QueueBytes: 1000, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	s := newSink()
 	s.block = make(chan struct{})
@@ -226,24 +226,6 @@ func TestQueueBoundInBytes(t *testing.T) {
 	if !strings.Contains(logs.String(), "slow connection closed") || !strings.Contains(logs.String(), "queued_bytes=900") {
 		t.Fatalf("the slow close is not logged with the 900 bytes queued: %q", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // A close after frames were queued sends those frames, in order, then the

@@ -6,11 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"dce/app/servertest/syncbuf"
 	"dce/app/wire"
 )
 
@@ -60,24 +60,6 @@ func laterRouter(log io.Writer, ran *atomic.Int64) *Router {
 		Now: func() time.Time { return testNow }})
 }
 
-// syncLog is a log sink safe for the goroutines that run finishes.
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // dispatchLater runs DispatchLater and returns its reply, bad verdict and
 // the finish funcs it handed out.
 func dispatchLater(r *Router, peer Peer, frame string) (reply []byte, bad bool, finishes []func() []byte) {
@@ -91,7 +73,7 @@ func dispatchLater(r *Router, peer Peer, frame string) (reply []byte, bad bool, 
 // no reply now; its finish runs it and returns the frame Dispatch would
 // have, errors and panics included.
 func TestDispatchLater(t *testing.T) {
-	var logs syncLog
+	var logs syncbuf.Buffer
 	var ran atomic.Int64
 	r := laterRouter(&logs, &ran)
 	tests := []struct {
@@ -191,7 +173,7 @@ func TestDispatchLaterRefusedAtOnce(t *testing.T) {
 // TestLaterRunsInline: without a later func (Dispatch, and Call as HTTP
 // and UDP use them) a Later runs at once and its result is the reply.
 func TestLaterRunsInline(t *testing.T) {
-	var logs syncLog
+	var logs syncbuf.Buffer
 	var ran atomic.Int64
 	r := laterRouter(&logs, &ran)
 	peer := &testPeer{transport: UDP}

@@ -5,17 +5,15 @@
 package servertest
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
 	"os"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"dce/app/boot"
+	"dce/app/servertest/syncbuf"
 	"dce/common/config"
 )
 
@@ -94,27 +92,9 @@ func testLogWriter() io.Writer {
 	return io.Discard
 }
 
-// LogBuffer keeps everything the server logged, for assertions.
-type LogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *LogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// String is everything logged so far.
-func (l *LogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// Contains reports whether s was logged.
-func (l *LogBuffer) Contains(s string) bool { return strings.Contains(l.String(), s) }
+// LogBuffer keeps everything the server logged, for assertions: the tests'
+// one locked buffer, which the kernel's package tests use as syncbuf.Buffer.
+type LogBuffer = syncbuf.Buffer
 
 // Eventually polls cond every 10 ms until it holds or timeout passes.
 func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
