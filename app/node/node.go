@@ -133,7 +133,7 @@ type Peer interface {
 type Context struct {
 	Ctx   context.Context
 	Node  *Node
-	Frame wire.Frame
+	Frame wire.Frame // Body is valid during the call (see Later for after)
 	Peer  Peer
 	Now   time.Time
 
@@ -147,6 +147,12 @@ type Context struct {
 // next frame at once and the Later runs afterwards, the Laters of one
 // connection one after another in the order their requests came; its
 // result is the reply. Elsewhere it runs at once, as if returned directly.
+//
+// By the time a deferred Later runs, the transport has reused the buffer
+// the frame was read into. The router gives the Context a copy of the body
+// when it defers, so a Later may read c.Frame or call c.Bind; it must not
+// keep a slice of the body it took itself before returning (bind into a
+// value in the node, or read c.Frame.Body inside the Later).
 type Later func() (any, error)
 
 // Session is the caller's session; nodes with Auth User or Admin may rely on

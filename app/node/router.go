@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -96,7 +97,9 @@ func (r *Router) Dispatch(ctx context.Context, peer Peer, raw []byte) (reply []b
 // DispatchLater is Dispatch for a connection that can finish requests
 // later: when the node returns a Later, later is given a function that runs
 // it and returns the reply (nil for a request without an id), and the
-// returned reply is nil. A nil later runs a Later at once.
+// returned reply is nil. A nil later runs a Later at once. The caller may
+// reuse raw as soon as DispatchLater returns: nothing the deferred function
+// holds aliases it.
 func (r *Router) DispatchLater(ctx context.Context, peer Peer, raw []byte, later func(finish func() []byte)) (reply []byte, bad bool) {
 	f, err := wire.Parse(raw, r.maxFrame)
 	if err != nil {
@@ -113,8 +116,10 @@ func (r *Router) DispatchLater(ctx context.Context, peer Peer, raw []byte, later
 	c := &Context{Ctx: ctx, Node: n, Frame: f, Peer: peer}
 	result, err := r.call(c, later != nil)
 	if l, ok := result.(Later); ok && err == nil {
-		// The frame's strings alias nothing (Parse copies them), so the
-		// closure may keep them past raw's life.
+		// The Later runs after this returns, when the transport has reused
+		// raw for its next frame; it holds c, so c's body must not be a
+		// slice of raw any more. (Path and ID are strings Parse copied.)
+		c.Frame.Body = bytes.Clone(f.Body)
 		later(func() []byte {
 			result, err := r.finish(c, l)
 			return r.reply(f, result, err)

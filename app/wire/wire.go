@@ -30,8 +30,17 @@ var (
 // emptyBody is what a missing or empty body means.
 var emptyBody = []byte("{}")
 
-// Frame is a parsed frame. Path, ID and Body alias the parsed buffer: copy
-// them before keeping them past the buffer's life.
+// Frame is a parsed frame. Of its fields only Body can alias the buffer
+// Parse was given:
+//   - Path and ID are strings of their own (Parse converts them, which
+//     copies): they may be kept as long as wanted.
+//   - Body is b[i+1:], the rest of the input after the first ';' (trailing
+//     whitespace included), and so shares b's memory: a caller that keeps
+//     it, or any slice of it, past the moment b is reused (the transports
+//     reuse their read buffers for the next frame) must copy it first.
+//     Decoding it (json.Unmarshal into strings and numbers) copies.
+//   - When the body is missing or blank, Body is a shared, read-only {}
+//     that aliases nothing of b, and must never be written to.
 type Frame struct {
 	Path string
 	ID   string
@@ -44,7 +53,9 @@ func (f Frame) HasID() bool { return f.ID != "" }
 // Parse splits b into a frame and validates it: the path and id charsets,
 // the size limit, UTF-8, and that the body is JSON. On error the returned
 // frame still carries whatever path and id could be read, so the caller can
-// address its error reply.
+// address its error reply (and, for ErrUTF8 and ErrBody, the body). The
+// frame's Path and ID are copies; its Body is a slice of b (see Frame), so
+// b must stay unchanged while the Body is in use. Parse never writes to b.
 func Parse(b []byte, maxFrame int) (Frame, error) {
 	var f Frame
 	if maxFrame > 0 && len(b) > maxFrame {
