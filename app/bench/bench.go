@@ -442,3 +442,35 @@ type user struct {
 func (o *Options) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, o.Timeout)
 }
+
+// clockTicks is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
+const clockTicks = 100
+
+// ProcessFigures reads a server's CPU time and memory from /proc/PID/stat,
+// for a server with no control socket to ask (the bare stack's probe,
+// FanoutConfig.Plain). Connections, goroutines and commits stay zero.
+func ProcessFigures(pid int) func() (ServerFigures, error) {
+	return func() (ServerFigures, error) {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return ServerFigures{}, err
+		}
+		// The command name, in parentheses, may hold spaces: count the
+		// fields after its closing parenthesis (the state is field 3).
+		end := bytes.LastIndexByte(raw, ')')
+		if end < 0 {
+			return ServerFigures{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		}
+		fields := strings.Fields(string(raw[end+1:]))
+		if len(fields) < 22 {
+			return ServerFigures{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		}
+		utime, err1 := strconv.ParseUint(fields[11], 10, 64)
+		stime, err2 := strconv.ParseUint(fields[12], 10, 64)
+		rss, err3 := strconv.ParseUint(fields[21], 10, 64)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return ServerFigures{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		return ServerFigures{CPUSeconds: float64(utime+stime) / clockTicks, RSSBytes: rss * uint64(os.Getpagesize())}, nil
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gobwas/ws"
 )
 
 // FanoutConfig is `dce bench fanout`.
@@ -21,6 +23,13 @@ type FanoutConfig struct {
 	To      string        // room:lobby or group:ID
 	Window  int           // sends in flight per sender at full speed
 	Drain   time.Duration // how long to wait for the last deliveries
+	// Plain drives a plain broadcast server instead of the chat, such as
+	// the bare stack's probe: connections join ?room=lobby without a
+	// login, a message is a bare text frame that the server relays to
+	// everyone in the room, and a sender's own copy coming back is its
+	// acknowledgement. The same readers, senders, pacing and checks run
+	// against either, so the two servers compare in one command.
+	Plain bool
 }
 
 // FanoutResult is what `dce bench fanout` measured.
@@ -75,7 +84,11 @@ func parseBenchText(body []byte) (sender, seq int, sent int64, ok bool) {
 	if i < 0 {
 		return 0, 0, 0, false
 	}
-	rest := body[i+len(textKey):]
+	return parseBenchFields(body[i+len(textKey):])
+}
+
+// parseBenchFields reads the "SENDER SEQ UNIXNANO " that starts rest.
+func parseBenchFields(rest []byte) (sender, seq int, sent int64, ok bool) {
 	fields := [3]int64{}
 	for f := range fields {
 		j := bytes.IndexByte(rest, ' ')
@@ -119,10 +132,17 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 	readers := make([]*reader, cfg.Readers)
 	onPush := func(r *reader) func([]byte, []byte, int) {
 		return func(path, body []byte, _ int) {
-			if string(path) != "im/message" {
-				return
+			var (
+				sender, seq int
+				sent        int64
+				ok          bool
+			)
+			switch {
+			case cfg.Plain: // the whole frame is the text
+				sender, seq, sent, ok = parseBenchFields(path)
+			case string(path) == "im/message":
+				sender, seq, sent, ok = parseBenchText(body)
 			}
-			sender, seq, sent, ok := parseBenchText(body)
 			if !ok || sender < 0 || sender >= cfg.Pubs || seq < 0 || seq >= perSender {
 				return
 			}
@@ -144,19 +164,54 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 	for i := range readers {
 		readers[i] = &reader{seen: make([]uint64, (cfg.Pubs*perSender+63)/64), last: make([]int, cfg.Pubs)}
 	}
-	k := newConnector(&o)
-	rclients, _, err := k.connectMany(ctx, cfg.Readers, func(i int) string { return fmt.Sprintf("%s-r%d", o.Prefix, i) },
-		func(i int) connectOpts { return connectOpts{onPush: onPush(readers[i])} })
-	if err != nil {
-		return res, err
+	var (
+		rclients, sclients []*client
+		err                error
+		plainAcks          [][]chan reply // by sender and sequence, with cfg.Plain
+	)
+	if cfg.Plain {
+		res.Workload = "fanout-plain"
+		rclients, err = connectPlain(ctx, &o, cfg.Readers, 0, func(i int) func([]byte, []byte, int) { return onPush(readers[i]) })
+		if err != nil {
+			return res, err
+		}
+		defer closeAll(rclients)
+		plainAcks = make([][]chan reply, cfg.Pubs)
+		for s := range plainAcks {
+			plainAcks[s] = make([]chan reply, perSender)
+			for seq := range plainAcks[s] {
+				plainAcks[s][seq] = make(chan reply, 1)
+			}
+		}
+		sclients, err = connectPlain(ctx, &o, cfg.Pubs, cfg.Readers, func(s int) func([]byte, []byte, int) {
+			return func(path, _ []byte, _ int) {
+				if sender, seq, _, ok := parseBenchFields(path); ok && sender == s && seq >= 0 && seq < perSender {
+					select {
+					case plainAcks[s][seq] <- reply{}:
+					default: // a duplicate: the readers count those
+					}
+				}
+			}
+		})
+		if err != nil {
+			return res, err
+		}
+		defer closeAll(sclients)
+	} else {
+		k := newConnector(&o)
+		rclients, _, err = k.connectMany(ctx, cfg.Readers, func(i int) string { return fmt.Sprintf("%s-r%d", o.Prefix, i) },
+			func(i int) connectOpts { return connectOpts{onPush: onPush(readers[i])} })
+		if err != nil {
+			return res, err
+		}
+		defer closeAll(rclients)
+		sclients, _, err = k.connectMany(ctx, cfg.Pubs, func(i int) string { return fmt.Sprintf("%s-s%d", o.Prefix, i) },
+			func(int) connectOpts { return connectOpts{} })
+		if err != nil {
+			return res, err
+		}
+		defer closeAll(sclients)
 	}
-	defer closeAll(rclients)
-	sclients, _, err := k.connectMany(ctx, cfg.Pubs, func(i int) string { return fmt.Sprintf("%s-s%d", o.Prefix, i) },
-		func(int) connectOpts { return connectOpts{} })
-	if err != nil {
-		return res, err
-	}
-	defer closeAll(sclients)
 	o.progress("%d readers and %d senders connected; sending %d messages", cfg.Readers, cfg.Pubs, cfg.Msgs)
 
 	before, toolBefore := o.figures(), toolCPU()
@@ -187,9 +242,15 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 					}
 				}
 				window <- struct{}{}
-				body := sendBody(cfg.To, benchText(s, seq, cfg.Size), "")
+				text := benchText(s, seq, cfg.Size)
 				at := time.Now()
-				ch, err := c.start("im/send", body)
+				var ch <-chan reply
+				var err error
+				if cfg.Plain {
+					ch, err = plainAcks[s][seq], c.writeFrame(ws.OpText, []byte(text))
+				} else {
+					ch, err = c.start("im/send", sendBody(cfg.To, text, ""))
+				}
 				sent.Add(1)
 				if err != nil {
 					failed.Add(1)
@@ -282,4 +343,45 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 		}
 	}
 	return res, nil
+}
+
+// connectPlain opens n connections to a plain broadcast server's lobby
+// (FanoutConfig.Plain), Options.Logins at a time, connection i from the
+// source of number first+i, each handing its frames to onPush(i).
+func connectPlain(ctx context.Context, o *Options, n, first int, onPush func(i int) func([]byte, []byte, int)) ([]*client, error) {
+	clients := make([]*client, n)
+	var (
+		wg       sync.WaitGroup
+		next     atomic.Int64
+		errOnce  sync.Once
+		firstErr error
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range max(o.Logins, 1) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				c, err := dial(ctx, o.URL+"?room=lobby", o.source(first+i), onPush(i))
+				if err != nil {
+					errOnce.Do(func() { firstErr = fmt.Errorf("connection %d: %w", i, err) })
+					cancel()
+					return
+				}
+				clients[i] = c
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	if firstErr != nil {
+		closeAll(clients)
+		return nil, firstErr
+	}
+	return clients, nil
 }
