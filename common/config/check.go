@@ -90,6 +90,10 @@ func (c *checker) oneOf(key, v string, allowed []string, why string) {
 			return
 		}
 	}
+	if len(allowed) == 1 {
+		c.need(false, key, v, "must be %s%s", allowed[0], why)
+		return
+	}
 	c.need(false, key, v, "must be one of %s%s", strings.Join(allowed, ", "), why)
 }
 
