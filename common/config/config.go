@@ -187,10 +187,10 @@ type flagValue struct{ flag, key, value string }
 
 // flagSettings are the settings with a flag of their own.
 var flagSettings = []struct{ flag, key, usage string }{
-	{"host", "server.host", "address to listen on"},
-	{"port", "server.port", "HTTP and WebSocket port"},
-	{"tcp_port", "server.tcp_port", "TCP port"},
-	{"udp_port", "server.udp_port", "UDP port"},
+	{"host", "server.host", "`address` to listen on"},
+	{"port", "server.port", "HTTP and WebSocket `port`"},
+	{"tcp_port", "server.tcp_port", "TCP `port`"},
+	{"udp_port", "server.udp_port", "UDP `port`"},
 }
 
 // Register adds the flags to fs.
