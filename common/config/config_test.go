@@ -38,6 +38,20 @@ func TestShippedFileIsTheDefaults(t *testing.T) {
 	}
 }
 
+// The README's table lists every setting's variable.
+func TestReadmeListsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := config.Default()
+	for _, f := range config.Fields(&def) {
+		if !strings.Contains(string(readme), "| `"+f.Env+"` | `"+f.Section+"."+f.Key+"`") {
+			t.Errorf("README.md's configuration table has no row for %s (%s.%s)", f.Env, f.Section, f.Key)
+		}
+	}
+}
+
 func equal(a, b any) bool {
 	as, aok := a.([]string)
 	bs, bok := b.([]string)
