@@ -35,9 +35,9 @@ type Kernel struct {
 func (k *Kernel) Nodes() []node.Node {
 	return append(node.Group(node.Node{Methods: node.CLI, Auth: node.Public},
 		node.Node{Path: "websocket/start", Name: "Run the server: [-host H] [-port P] [-tcp_port P] [-udp_port P] [-config FILE] [-daemon]", Do: k.Start},
-		node.Node{Path: "websocket/stop", Name: "Stop the running server gracefully (clients get 1001)", Do: k.Stop},
-		node.Node{Path: "websocket/reload", Name: "Re-read the settings that can change while running", Do: k.Reload},
-		node.Node{Path: "websocket/status", Name: "The running server's figures, as JSON", Do: k.Status},
+		node.Node{Path: "websocket/stop", Name: "Stop the running server gracefully (clients get 1001): [-config FILE]", Do: k.Stop},
+		node.Node{Path: "websocket/reload", Name: "Re-read the settings that can change while running; name those that need a restart: [-config FILE]", Do: k.Reload},
+		node.Node{Path: "websocket/status", Name: "The running server's figures, as JSON: [-config FILE]", Do: k.Status},
 		node.Node{Path: "help", Name: "This table", Do: k.Help},
 	), k.benchNodes()...)
 }
@@ -150,10 +150,10 @@ func daemonize(cfg config.Config, args []string, out io.Writer) error {
 // nodeFlags reads the configuration's flags (-config FILE and the others
 // start takes) from a command-line node's arguments, wherever they stand
 // among the node's own, and returns the configuration and those others.
-func nodeFlags(name string, args []string) (config.Config, []string, error) {
+func nodeFlags(name string, args []string, usage io.Writer) (config.Config, []string, error) {
 	var flags config.Flags
 	fs := flag.NewFlagSet("dce "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs.SetOutput(usage)
 	flags.Register(fs)
 	var rest []string
 	for {
@@ -171,7 +171,7 @@ func nodeFlags(name string, args []string) (config.Config, []string, error) {
 }
 
 func (k *Kernel) call(ctx *node.Context, command string) (any, error) {
-	cfg, rest, err := nodeFlags("websocket "+command, ctx.Args)
+	cfg, rest, err := nodeFlags("websocket "+command, ctx.Args, ctx.Out)
 	if err != nil {
 		return nil, cliError(err)
 	}
@@ -227,7 +227,7 @@ func bindOffline(path string, args []string) ([]node.Node, []string, func(), err
 	if isKernelPath(path) {
 		return NodeTable(nil, nil), args, nil, nil
 	}
-	cfg, rest, err := nodeFlags(strings.ReplaceAll(path, "/", " "), args)
+	cfg, rest, err := nodeFlags(strings.ReplaceAll(path, "/", " "), args, os.Stderr)
 	if err != nil {
 		return nil, nil, nil, err
 	}
