@@ -20,7 +20,8 @@ func (h *Hub) SetCaps(maxConns, perUser, anonPerIP int) {
 	h.caps.anonPerIP.Store(int64(anonPerIP))
 }
 
-// over reports whether n more would pass cap (0 is no limit).
+// over reports whether a count of n has reached cap, so that one more is
+// refused (0 is no limit).
 func over(cap *atomic.Int64, n int) bool {
 	c := cap.Load()
 	return c > 0 && int64(n) >= c
