@@ -85,6 +85,9 @@ func TestA18BadConfigurationStopsStart(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, "dce.db")); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("a database was created under a refused configuration (%v)", err)
 			}
+			if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
+				t.Errorf("the runtime folder is not empty after a refused start: %v %v", entries, err)
+			}
 		})
 	}
 }
