@@ -62,24 +62,10 @@ func (s *Server) Status() Status {
 		StoreSynchronous: s.cfg.Store.Synchronous, StoreCommits: commits}
 }
 
-// restartLimits are the settings of [limits] that a reload cannot apply:
-// the frame limit is built into the HTTP server and the router, the UDP
-// peer cap into the UDP transport, the failed-login window into its
-// counter.
-var restartLimits = []string{"limits.max_frame_bytes", "limits.udp_peers", "limits.failed_login_window_seconds"}
-
-// reloadable reports whether a reload applies the setting key: [limits]
-// but restartLimits, server.allowed_origins, server.log_level and
-// session.logout_on_close.
-func reloadable(key string) bool {
-	if strings.HasPrefix(key, "limits.") {
-		return !slices.Contains(restartLimits, key)
-	}
-	return key == "server.allowed_origins" || key == "server.log_level" || key == "session.logout_on_close"
-}
-
-// Reload applies the settings of cfg that can change while running and
-// returns the changed settings it applied and the changed settings that
+// Reload applies the settings of cfg that can change while running (those
+// config tags reload:"apply": [limits] but the frame limit, the
+// failed-login window and the UDP peer cap; server.allowed_origins,
+// server.log_level, session.logout_on_close) and returns the changed settings it applied and the changed settings that
 // need a restart, which keep their running values (so the next reload
 // names them again). Both lists are logged.
 func (s *Server) Reload(cfg config.Config) (applied, restartNeeded []string) {
@@ -92,7 +78,7 @@ func (s *Server) Reload(cfg config.Config) (applied, restartNeeded []string) {
 		if sameValue(f.Value, wanted[i].Value) {
 			continue
 		}
-		if reloadable(key) {
+		if f.Reloadable {
 			f.Value.Set(wanted[i].Value)
 			applied = append(applied, key)
 		} else {

@@ -42,11 +42,12 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes the duration back.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// Config is every setting. Sections marked "reloadable" are re-read by
-// `dce websocket reload`; the rest need a restart.
+// Config is every setting. Those tagged reload:"apply" are applied by
+// `dce websocket reload`; a change to any other needs a restart, and
+// reload's reply names it.
 type Config struct {
 	Server    Server    `toml:"server"`
-	Limits    Limits    `toml:"limits"` // reloadable
+	Limits    Limits    `toml:"limits"`
 	Session   Session   `toml:"session"`
 	Store     Store     `toml:"store"`
 	Auth      Auth      `toml:"auth"`
@@ -60,34 +61,36 @@ type Server struct {
 	TCPPort        int      `toml:"tcp_port"`
 	UDPPort        int      `toml:"udp_port"`
 	RuntimeDir     string   `toml:"runtime_dir"`
-	AllowedOrigins []string `toml:"allowed_origins"` // reloadable
-	LogLevel       string   `toml:"log_level"`       // reloadable: debug, info, warn, error
-	LogFormat      string   `toml:"log_format"`      // text or json
-	TrustedProxies []string `toml:"trusted_proxies"` // addresses whose X-Forwarded-For is believed
-	Secure         bool     `toml:"secure"`          // served over TLS by a proxy: Secure cookies and HSTS
-	PprofAddr      string   `toml:"pprof_addr"`      // loopback address for net/http/pprof ("": off)
+	AllowedOrigins []string `toml:"allowed_origins" reload:"apply"`
+	LogLevel       string   `toml:"log_level" reload:"apply"` // debug, info, warn, error
+	LogFormat      string   `toml:"log_format"`               // text or json
+	TrustedProxies []string `toml:"trusted_proxies"`          // addresses whose X-Forwarded-For is believed
+	Secure         bool     `toml:"secure"`                   // served over TLS by a proxy: Secure cookies and HSTS
+	PprofAddr      string   `toml:"pprof_addr"`               // loopback address for net/http/pprof ("": off)
 }
 
-// Limits: PROTOCOL.md section 4's numbers. Reloadable.
+// Limits: PROTOCOL.md section 4's numbers. A reload applies all but the
+// frame limit (built into the HTTP server and the router), the failed-login
+// window (into its counter) and the UDP peer cap (into the UDP transport).
 type Limits struct {
 	MaxFrameBytes            int `toml:"max_frame_bytes"`
-	NicknameMax              int `toml:"nickname_max"`
-	PasswordMin              int `toml:"password_min"`
-	PasswordMax              int `toml:"password_max"`
-	BriefMax                 int `toml:"brief_max"`
-	TextMax                  int `toml:"text_max"`
-	MessagesPerSecond        int `toml:"messages_per_second"`
-	MessageBurst             int `toml:"message_burst"`
-	TypingPerSecond          int `toml:"typing_per_second"`
-	FailedLoginsPerNickAddr  int `toml:"failed_logins_per_nickname_address"`
-	FailedLoginsPerAddress   int `toml:"failed_logins_per_address"`
-	FailedLoginsPerNickname  int `toml:"failed_logins_per_nickname"`
+	NicknameMax              int `toml:"nickname_max" reload:"apply"`
+	PasswordMin              int `toml:"password_min" reload:"apply"`
+	PasswordMax              int `toml:"password_max" reload:"apply"`
+	BriefMax                 int `toml:"brief_max" reload:"apply"`
+	TextMax                  int `toml:"text_max" reload:"apply"`
+	MessagesPerSecond        int `toml:"messages_per_second" reload:"apply"`
+	MessageBurst             int `toml:"message_burst" reload:"apply"`
+	TypingPerSecond          int `toml:"typing_per_second" reload:"apply"`
+	FailedLoginsPerNickAddr  int `toml:"failed_logins_per_nickname_address" reload:"apply"`
+	FailedLoginsPerAddress   int `toml:"failed_logins_per_address" reload:"apply"`
+	FailedLoginsPerNickname  int `toml:"failed_logins_per_nickname" reload:"apply"`
 	FailedLoginWindowSeconds int `toml:"failed_login_window_seconds"`
-	RegistrationsPerHour     int `toml:"registrations_per_address_hour"`
-	ConnectionsPerUser       int `toml:"connections_per_user"`
-	AnonConnectionsPerIP     int `toml:"anon_connections_per_ip"`
-	MaxConnections           int `toml:"max_connections"` // 0: derived from the open-files limit
-	BadFramesPerMinute       int `toml:"bad_frames_per_minute"`
+	RegistrationsPerHour     int `toml:"registrations_per_address_hour" reload:"apply"`
+	ConnectionsPerUser       int `toml:"connections_per_user" reload:"apply"`
+	AnonConnectionsPerIP     int `toml:"anon_connections_per_ip" reload:"apply"`
+	MaxConnections           int `toml:"max_connections" reload:"apply"` // 0: derived from the open-files limit
+	BadFramesPerMinute       int `toml:"bad_frames_per_minute" reload:"apply"`
 	UDPPeers                 int `toml:"udp_peers"`
 }
 
@@ -96,7 +99,7 @@ type Session struct {
 	Lifetime      Duration `toml:"lifetime"`
 	CacheBytes    int      `toml:"cache_bytes"`
 	PresenceGrace Duration `toml:"presence_grace"`
-	LogoutOnClose bool     `toml:"logout_on_close"`
+	LogoutOnClose bool     `toml:"logout_on_close" reload:"apply"`
 }
 
 // Store: the durable store.
@@ -333,10 +336,11 @@ func applyEnv(fields map[string]Field, environ []string, from map[string]string)
 	return problems
 }
 
-// Field is one setting, for the environment and for the README's list.
+// Field is one setting, for the environment, reload and the README's list.
 type Field struct {
 	Section, Key, Env string
 	Value             reflect.Value
+	Reloadable        bool // a reload applies it (tag reload:"apply")
 }
 
 // Fields lists every setting of cfg.
@@ -347,9 +351,10 @@ func Fields(cfg *Config) []Field {
 		section := root.Type().Field(i).Tag.Get("toml")
 		sv := root.Field(i)
 		for j := 0; j < sv.NumField(); j++ {
-			key := sv.Type().Field(j).Tag.Get("toml")
-			out = append(out, Field{Section: section, Key: key,
-				Env: "DCE_" + strings.ToUpper(section+"_"+key), Value: sv.Field(j)})
+			tag := sv.Type().Field(j).Tag
+			key := tag.Get("toml")
+			out = append(out, Field{Section: section, Key: key, Env: "DCE_" + strings.ToUpper(section+"_"+key),
+				Value: sv.Field(j), Reloadable: tag.Get("reload") == "apply"})
 		}
 	}
 	return out
