@@ -62,12 +62,12 @@ func (s *Server) Status() Status {
 		StoreSynchronous: s.cfg.Store.Synchronous, StoreCommits: commits}
 }
 
-// Reload applies the settings of cfg that can change while running (those
-// config tags reload:"apply": [limits] but the frame limit, the
-// failed-login window and the UDP peer cap; server.allowed_origins,
-// server.log_level, session.logout_on_close) and returns the changed settings it applied and the changed settings that
-// need a restart, which keep their running values (so the next reload
-// names them again). Both lists are logged.
+// Reload applies the settings of cfg that can change while running, those
+// config tags reload:"apply" ([limits] but the frame limit, the failed-login
+// window and the UDP peer cap; server.allowed_origins, server.log_level,
+// session.logout_on_close). It returns the changed settings it applied and
+// the changed settings that need a restart; those keep their running values,
+// so the next reload names them again. Both lists are logged.
 func (s *Server) Reload(cfg config.Config) (applied, restartNeeded []string) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
