@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -80,6 +81,8 @@ type Server struct {
 	control *control.Server
 
 	rate      rateMeter
+	reloadMu  sync.Mutex    // one reload at a time
+	running   config.Config // the settings in force: cfg with what reloads applied
 	stopping  chan struct{} // closed when a stop is asked for
 	stopOnce  sync.Once
 	closeOnce sync.Once
@@ -91,7 +94,7 @@ type Server struct {
 func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err error) {
 	// s is not the named result: `return nil, err` must leave it for the
 	// deferred abandon below.
-	s := &Server{cfg: cfg, opts: opts, started: time.Now(), stopping: make(chan struct{}), logLevel: new(slog.LevelVar)}
+	s := &Server{cfg: cfg, running: cfg, opts: opts, started: time.Now(), stopping: make(chan struct{}), logLevel: new(slog.LevelVar)}
 	s.Log = newLogger(cfg.Server, opts.LogOutput, s.logLevel)
 	raiseFileLimit()
 	defer func() {
@@ -299,7 +302,7 @@ func newLogger(cfg config.Server, out io.Writer, level *slog.LevelVar) *slog.Log
 	}
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	hopts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
+	if strings.EqualFold(cfg.LogFormat, "json") {
 		return slog.New(slog.NewJSONHandler(out, hopts))
 	}
 	return slog.New(slog.NewTextHandler(out, hopts))

@@ -2,7 +2,6 @@ package boot
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,13 +15,12 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"dce/app/control"
 	"dce/app/node"
+	"dce/app/transport"
 	"dce/common/config"
-	"dce/common/model"
 	"dce/common/store/sqlite"
 	"dce/project/im/service"
 )
@@ -37,77 +35,51 @@ type Kernel struct {
 func (k *Kernel) Nodes() []node.Node {
 	return append(node.Group(node.Node{Methods: node.CLI, Auth: node.Public},
 		node.Node{Path: "websocket/start", Name: "Run the server: [-host H] [-port P] [-tcp_port P] [-udp_port P] [-config FILE] [-daemon]", Do: k.Start},
-		node.Node{Path: "websocket/stop", Name: "Stop the running server gracefully (clients get 1001)", Do: k.Stop},
-		node.Node{Path: "websocket/reload", Name: "Re-read the settings that can change while running", Do: k.Reload},
-		node.Node{Path: "websocket/status", Name: "The running server's figures, as JSON", Do: k.Status},
+		node.Node{Path: "websocket/stop", Name: "Stop the running server gracefully (clients get 1001): [-config FILE]", Do: k.Stop},
+		node.Node{Path: "websocket/reload", Name: "Re-read the settings that can change while running; name those that need a restart: [-config FILE]", Do: k.Reload},
+		node.Node{Path: "websocket/status", Name: "The running server's figures, as JSON: [-config FILE]", Do: k.Status},
 		node.Node{Path: "help", Name: "This table", Do: k.Help},
 	), k.benchNodes()...)
 }
 
-// startFlags are websocket/start's flags, which override the configuration.
-type startFlags struct {
-	config, host           string
-	port, tcpPort, udpPort int
-	daemon                 bool
-	set                    map[string]bool
-}
-
-func parseStartFlags(args []string, out io.Writer) (startFlags, error) {
-	var f startFlags
+// parseStartFlags reads websocket/start's flags: the configuration's own
+// (-config, -host, the ports) and -daemon.
+func parseStartFlags(args []string, out io.Writer) (flags *config.Flags, daemon bool, err error) {
+	flags = &config.Flags{}
 	fs := flag.NewFlagSet("dce websocket start", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&f.config, "config", "", "configuration file (default "+config.DefaultFile+")")
-	fs.StringVar(&f.host, "host", "", "address to listen on (default 0.0.0.0)")
-	fs.IntVar(&f.port, "port", 0, "HTTP and WebSocket port (default 20461)")
-	fs.IntVar(&f.tcpPort, "tcp_port", 0, "TCP port (default 20462)")
-	fs.IntVar(&f.udpPort, "udp_port", 0, "UDP port (default 20463)")
-	fs.BoolVar(&f.daemon, "daemon", false, "run in the background; logs go to runtime/logs/dce.log")
+	flags.Register(fs)
+	fs.BoolVar(&daemon, "daemon", false, "run in the background; logs go to runtime/logs/dce.log")
 	if err := fs.Parse(args); err != nil {
-		return f, err
+		return nil, false, err
 	}
 	if fs.NArg() > 0 {
-		return f, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+		return nil, false, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	f.set = map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
-	return f, nil
+	return flags, daemon, nil
 }
 
-// loadConfig is the configuration after file, environment and flags.
-func (f startFlags) loadConfig() (config.Config, error) {
-	cfg, err := config.Load(f.config, os.Environ())
-	if err != nil {
-		return cfg, err
-	}
-	if f.set["host"] {
-		cfg.Server.Host = f.host
-	}
-	if f.set["port"] {
-		cfg.Server.Port = f.port
-	}
-	if f.set["tcp_port"] {
-		cfg.Server.TCPPort = f.tcpPort
-	}
-	if f.set["udp_port"] {
-		cfg.Server.UDPPort = f.udpPort
-	}
-	return cfg, cfg.Validate()
+// loader loads the configuration from the file, the environment and the
+// flags, at start and at each reload.
+func loader(flags *config.Flags) func() (config.Config, error) {
+	return func() (config.Config, error) { return flags.Load(os.Environ()) }
 }
 
 // Start runs the server until SIGINT, SIGTERM or `dce websocket stop`.
 func (k *Kernel) Start(ctx *node.Context) (any, error) {
-	flags, err := parseStartFlags(ctx.Args, ctx.Out)
+	flags, daemon, err := parseStartFlags(ctx.Args, ctx.Out)
 	if err != nil {
 		return nil, cliError(err)
 	}
-	cfg, err := flags.loadConfig()
+	load := loader(flags)
+	cfg, err := load()
 	if err != nil {
 		return nil, cliError(err)
 	}
-	if flags.daemon {
+	if daemon {
 		return nil, daemonize(cfg, ctx.Args, ctx.Out)
 	}
-	srv, err := Open(ctx.Ctx, cfg, Options{Control: true, Reload: flags.loadConfig})
+	srv, err := Open(ctx.Ctx, cfg, Options{Control: true, Reload: load})
 	if err != nil {
 		return nil, cliError(err)
 	}
@@ -120,7 +92,7 @@ func (k *Kernel) Start(ctx *node.Context) (any, error) {
 		select {
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				if cfg, err := flags.loadConfig(); err == nil {
+				if cfg, err := load(); err == nil {
 					srv.Reload(cfg)
 				} else {
 					srv.Log.Error("reload", "err", err)
@@ -175,22 +147,36 @@ func daemonize(cfg config.Config, args []string, out io.Writer) error {
 	return fmt.Errorf("the server did not answer within 15 s; see %s", logFile.Name())
 }
 
-// controlConfig is the configuration a control command uses to find the
-// socket: the defaults, the file and the environment (-config FILE may be
-// given).
-func controlConfig(args []string) (config.Config, error) {
-	fs := flag.NewFlagSet("dce websocket", flag.ContinueOnError)
-	file := fs.String("config", "", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return config.Config{}, err
+// nodeFlags reads the configuration's flags (-config FILE and the others
+// start takes) from a command-line node's arguments, wherever they stand
+// among the node's own, and returns the configuration and those others.
+func nodeFlags(name string, args []string, usage io.Writer) (config.Config, []string, error) {
+	var flags config.Flags
+	fs := flag.NewFlagSet("dce "+name, flag.ContinueOnError)
+	fs.SetOutput(usage)
+	flags.Register(fs)
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return config.Config{}, nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	return config.Load(*file, os.Environ())
+	cfg, err := flags.Load(os.Environ())
+	return cfg, rest, err
 }
 
 func (k *Kernel) call(ctx *node.Context, command string) (any, error) {
-	cfg, err := controlConfig(ctx.Args)
+	cfg, rest, err := nodeFlags("websocket "+command, ctx.Args, ctx.Out)
 	if err != nil {
 		return nil, cliError(err)
+	}
+	if len(rest) > 0 {
+		return nil, cliError(fmt.Errorf("unexpected arguments: %s", strings.Join(rest, " ")))
 	}
 	timeout := 5 * time.Second
 	if command == "stop" {
@@ -221,86 +207,35 @@ func (k *Kernel) Status(ctx *node.Context) (any, error) { return k.call(ctx, "st
 
 // Help prints the node table.
 func (k *Kernel) Help(ctx *node.Context) (any, error) {
-	PrintTable(ctx.Out, NodeTable(nil, nil))
+	transport.PrintTable(ctx.Out, NodeTable(nil, nil))
 	return nil, nil
-}
-
-// PrintTable writes the node table: every node, the transports it serves,
-// who may call it, and its name.
-func PrintTable(w io.Writer, rows []node.Node) {
-	shown := func(n node.Node) string {
-		if n.Methods == node.CLI {
-			return "dce " + strings.ReplaceAll(n.Path, "/", " ")
-		}
-		return n.Path
-	}
-	slices.SortFunc(rows, func(a, b node.Node) int { return strings.Compare(shown(a), shown(b)) })
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "PATH\tMETHODS\tAUTH\tNAME")
-	for _, n := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", shown(n), n.Methods, n.Auth, n.Name)
-	}
-	tw.Flush()
-	fmt.Fprintln(w, "\nFrames: PATH[:ID][;JSON] over WebSocket (ws://HOST:20461/ws), TCP lines (20462), UDP datagrams (20463);")
-	fmt.Fprintln(w, "HTTP: POST /PATH with a JSON body. HTTP routes: GET / (the UI), /static/..., /healthz.")
 }
 
 // cliError marks an error as the user's, printed without a stack.
 func cliError(err error) error { return &node.Error{Code: node.CodeBadRequest, Message: err.Error()} }
 
-// RunCLI runs the command line: the longest path in the node table that the
-// arguments spell, with the rest as the node's arguments. It returns the
-// exit status.
+// RunCLI runs the command line and returns the exit status. The kernel's
+// nodes run as they are; a project node gets the chat on the store of the
+// configuration its flags name, without listeners.
 func RunCLI(args []string, stdout, stderr io.Writer) int {
-	table := NodeTable(nil, nil)
-	path, rest := matchCLI(table, args)
-	if path == "" {
-		if len(args) > 0 {
-			fmt.Fprintf(stderr, "dce: unknown command %q\n\n", strings.Join(args, " "))
-		}
-		PrintTable(stderr, table)
-		return 2
-	}
-	var chat *service.Service
-	if !isKernelPath(path) { // a project node: it needs the chat, without listeners
-		offline, closeOffline, err := openOffline(rest)
-		if err != nil {
-			fmt.Fprintln(stderr, "dce:", err)
-			return 1
-		}
-		defer closeOffline()
-		chat = offline
-		table = NodeTable(chat, nil)
-	}
-	router := node.NewRouter(table, node.RouterOptions{IsAdmin: func(context.Context, int64) (bool, error) { return false, nil }})
-	n := router.Lookup(path, node.CLI)
-	result, err := router.Call(&node.Context{Ctx: context.Background(), Node: n, Peer: cliPeer{}, Args: rest, Out: stdout})
-	if err != nil {
-		e, _ := node.AsError(err)
-		fmt.Fprintln(stderr, "dce:", e.Message)
-		return 1
-	}
-	if raw, ok := result.(node.RawJSON); ok && len(raw) > 0 && string(raw) != "null" {
-		var pretty any
-		if json.Unmarshal(raw, &pretty) == nil {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(pretty)
-		}
-	}
-	return 0
+	cli := &transport.CLI{Table: NodeTable(nil, nil), Bind: bindOffline, Stdout: stdout, Stderr: stderr}
+	return cli.Run(context.Background(), args)
 }
 
-func matchCLI(table []node.Node, args []string) (string, []string) {
-	for n := len(args); n > 0; n-- {
-		path := strings.Join(args[:n], "/")
-		for _, row := range table {
-			if row.Path == path && row.Methods&node.CLI != 0 {
-				return path, args[n:]
-			}
-		}
+// bindOffline opens what a project node needs, for transport.CLI.Bind.
+func bindOffline(path string, args []string) ([]node.Node, []string, func(), error) {
+	if isKernelPath(path) {
+		return NodeTable(nil, nil), args, nil, nil
 	}
-	return "", nil
+	cfg, rest, err := nodeFlags(strings.ReplaceAll(path, "/", " "), args, os.Stderr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	chat, release, err := openOffline(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return NodeTable(chat, nil), rest, release, nil
 }
 
 func isKernelPath(path string) bool {
@@ -312,28 +247,24 @@ func isKernelPath(path string) bool {
 	return false
 }
 
-// openOffline opens the store and the chat service without any listener,
-// for project command-line nodes such as `dce user admin`.
-func openOffline(args []string) (*service.Service, func(), error) {
-	cfg, err := config.Load(os.Getenv("DCE_CONFIG_FILE"), os.Environ())
-	if err != nil {
-		return nil, nil, err
+// openOffline opens the store of cfg and the chat service on it, without
+// any listener, for project command-line nodes such as `dce user admin`.
+// The store must exist: a command line never makes an empty one.
+func openOffline(cfg config.Config) (*service.Service, func(), error) {
+	path := cfg.StorePath()
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("no store at %s: is this the server's configuration? (-config FILE, DCE_SERVER_RUNTIME_DIR, store.path)", path)
+		}
+		return nil, nil, fmt.Errorf("store %s: %w", path, err)
 	}
-	st, err := sqlite.Open(context.Background(), sqlite.Options{Path: cfg.StorePath(), Synchronous: cfg.Store.Synchronous})
+	st, err := sqlite.Open(context.Background(), sqlite.Options{Path: path, Synchronous: cfg.Store.Synchronous})
 	if err != nil {
 		return nil, nil, err
 	}
 	chat := service.New(service.Deps{Store: st}, cfg)
 	return chat, func() { chat.Close(); _ = st.Close() }, nil
 }
-
-// cliPeer is the command line as a node.Peer: local, never logged in.
-type cliPeer struct{}
-
-func (cliPeer) Transport() node.Method          { return node.CLI }
-func (cliPeer) RemoteIP() string                { return "local" }
-func (cliPeer) Session() *model.Session         { return nil }
-func (cliPeer) SetSession(*model.Session) error { return nil }
 
 // browsable is an address a browser on this machine can open: a server
 // listening on every interface is reached at 127.0.0.1.

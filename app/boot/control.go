@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -59,13 +62,48 @@ func (s *Server) Status() Status {
 		StoreSynchronous: s.cfg.Store.Synchronous, StoreCommits: commits}
 }
 
-// Reload applies the settings that can change while running: [limits],
-// server.allowed_origins, server.log_level and session.logout_on_close.
-func (s *Server) Reload(cfg config.Config) {
-	s.Chat.Reload(cfg.Limits)
-	s.live.Store(liveSettings(cfg))
-	_ = s.logLevel.UnmarshalText([]byte(cfg.Server.LogLevel))
-	s.Log.Info("configuration reloaded", "log_level", cfg.Server.LogLevel, "origins", len(cfg.Server.AllowedOrigins))
+// Reload applies the settings of cfg that can change while running, those
+// config tags reload:"apply" ([limits] but the frame limit, the failed-login
+// window and the UDP peer cap; server.allowed_origins, server.log_level,
+// session.logout_on_close). It returns the changed settings it applied and
+// the changed settings that need a restart; those keep their running values,
+// so the next reload names them again. Both lists are logged.
+func (s *Server) Reload(cfg config.Config) (applied, restartNeeded []string) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	next := s.running
+	running, wanted := config.Fields(&next), config.Fields(&cfg)
+	for i, f := range running {
+		key := f.Section + "." + f.Key
+		if sameValue(f.Value, wanted[i].Value) {
+			continue
+		}
+		if f.Reloadable {
+			f.Value.Set(wanted[i].Value)
+			applied = append(applied, key)
+		} else {
+			restartNeeded = append(restartNeeded, key)
+		}
+	}
+	s.running = next
+	s.Chat.Reload(next.Limits)
+	s.Hub.SetCaps(maxConnections(next.Limits.MaxConnections), next.Limits.ConnectionsPerUser, next.Limits.AnonConnectionsPerIP)
+	s.live.Store(liveSettings(next))
+	_ = s.logLevel.UnmarshalText([]byte(next.Server.LogLevel))
+	s.Log.Info("configuration reloaded", "applied", strings.Join(applied, ","))
+	if len(restartNeeded) > 0 {
+		s.Log.Warn("configuration changes that need a restart", "restart_needed", strings.Join(restartNeeded, ","))
+	}
+	return applied, restartNeeded
+}
+
+// sameValue compares two settings' values (lists by their items: an
+// empty list in the file is the default's none).
+func sameValue(a, b reflect.Value) bool {
+	if as, ok := a.Interface().([]string); ok {
+		return slices.Equal(as, b.Interface().([]string))
+	}
+	return a.Interface() == b.Interface()
 }
 
 // openControl listens on the control socket and writes the pid file.
@@ -93,10 +131,25 @@ func (s *Server) controlCommand(ctx context.Context, command string) (any, error
 		if err != nil {
 			return nil, err
 		}
-		s.Reload(cfg)
-		return map[string]any{"reloaded": true}, nil
+		applied, restart := s.Reload(cfg)
+		return reloadReply{Reloaded: true, Applied: orEmpty(applied), RestartNeeded: orEmpty(restart)}, nil
 	}
 	return nil, fmt.Errorf("unknown control command %q", command)
+}
+
+// reloadReply is what `dce websocket reload` prints: the changed settings
+// applied, and those that need a restart to take effect.
+type reloadReply struct {
+	Reloaded      bool     `json:"reloaded"`
+	Applied       []string `json:"applied"`
+	RestartNeeded []string `json:"restart_needed"`
+}
+
+func orEmpty(list []string) []string {
+	if list == nil {
+		return []string{}
+	}
+	return list
 }
 
 // rateMeter turns a growing count into a rate between two readings.

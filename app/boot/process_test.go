@@ -807,10 +807,10 @@ func TestCLIDaemonStatusReloadStop(t *testing.T) {
 	t.Run("A13_nobody_refused", func(t *testing.T) {
 		runuser, err := exec.LookPath("runuser")
 		if err != nil {
-			t.Skip("no runuser on this machine")
+			servertest.Missing(t, "no runuser on this machine")
 		}
 		if _, err := user.Lookup("nobody"); err != nil || os.Geteuid() != 0 {
-			t.Skip("needs root and a nobody user")
+			servertest.Missing(t, "needs root and a nobody user")
 		}
 		cmd := exec.Command(runuser, "-u", "nobody", "--", dceBinary, "websocket", "status")
 		cmd.Env, cmd.Dir = processEnv(dir), "/"

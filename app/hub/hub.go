@@ -70,6 +70,7 @@ type Options struct {
 type Hub struct {
 	opts Options
 	log  *slog.Logger
+	caps caps // MaxConns, MaxConnsPerUser and MaxAnonPerIP, changed by SetCaps
 
 	presenceMu sync.Mutex
 
@@ -113,7 +114,9 @@ func New(opts Options) *Hub {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Hub{opts: opts, log: opts.Log, conns: map[uint64]*Conn{}, users: map[int64]*userEntry{}, anonByIP: map[string]int{}}
+	h := &Hub{opts: opts, log: opts.Log, conns: map[uint64]*Conn{}, users: map[int64]*userEntry{}, anonByIP: map[string]int{}}
+	h.SetCaps(opts.MaxConns, opts.MaxConnsPerUser, opts.MaxAnonPerIP)
+	return h
 }
 
 // Admit tells whether a new anonymous connection from ip would be accepted
@@ -129,16 +132,16 @@ func (h *Hub) Admit(ip string, anonymous bool) error {
 func (h *Hub) OverAnonCap(ip string) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.opts.MaxAnonPerIP > 0 && h.anonByIP[ip] > h.opts.MaxAnonPerIP
+	return over(&h.caps.anonPerIP, h.anonByIP[ip]-1)
 }
 
 func (h *Hub) admitLocked(ip string, anonymous bool) error {
 	switch {
 	case h.closing:
 		return ErrShuttingDown
-	case h.opts.MaxConns > 0 && len(h.conns) >= h.opts.MaxConns:
+	case over(&h.caps.conns, len(h.conns)):
 		return ErrServerFull
-	case anonymous && h.opts.MaxAnonPerIP > 0 && h.anonByIP[ip] >= h.opts.MaxAnonPerIP:
+	case anonymous && over(&h.caps.anonPerIP, h.anonByIP[ip]):
 		return ErrTooManyAnon
 	}
 	return nil
@@ -189,8 +192,8 @@ func (h *Hub) setSession(c *Conn, s *model.Session) error {
 		return errConnectionGone
 	}
 	oldUser := c.userID
-	if newUser != 0 && newUser != oldUser && h.opts.MaxConnsPerUser > 0 {
-		if u := h.users[newUser]; u != nil && len(u.conns) >= h.opts.MaxConnsPerUser {
+	if newUser != 0 && newUser != oldUser {
+		if u := h.users[newUser]; u != nil && over(&h.caps.perUser, len(u.conns)) {
 			h.mu.Unlock()
 			return ErrTooManyForUser
 		}

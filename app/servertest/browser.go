@@ -51,13 +51,14 @@ type Browser struct {
 }
 
 // StartBrowser starts headless Chromium with a fresh profile in a
-// temporary folder and opens a blank tab. The test is skipped when
-// chromium is not installed. The browser is closed when the test ends.
+// temporary folder and opens a blank tab. When chromium is not installed
+// the test is skipped, or fails under CI (see Missing). The browser is
+// closed when the test ends.
 func StartBrowser(tb testing.TB) *Browser {
 	tb.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
-		tb.Skip("chromium is not installed (apt-get install chromium): browser tests need it")
+		Missing(tb, "chromium is not installed (apt-get install chromium): browser tests need it")
 	}
 	profile := tb.TempDir() // before the cleanup below: removed after the browser has exited
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -97,6 +98,25 @@ func StartBrowser(tb testing.TB) *Browser {
 	}
 	b.OnNewDocument(cspProbe)
 	return b
+}
+
+// InCI reports whether the tests run under continuous integration: CI is
+// set to anything but "" or "false" (.ci/run sets CI=true, as CI services
+// do).
+func InCI() bool {
+	v := os.Getenv("CI")
+	return v != "" && v != "false" && v != "0"
+}
+
+// Missing ends a test that needs something this machine lacks (a real
+// browser, a tool, a user): a skip on a developer's machine, a failure
+// under CI, where a skipped test would report ok for what never ran.
+func Missing(tb testing.TB, why string) {
+	tb.Helper()
+	if InCI() {
+		tb.Fatalf("%s; under CI (CI=%s) a missing dependency fails the test instead of skipping it", why, os.Getenv("CI"))
+	}
+	tb.Skip(why)
 }
 
 // onEvent runs in the tab's event loop: it only records, and answers a

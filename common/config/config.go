@@ -2,14 +2,22 @@
 // TOML file (common/config/dce.toml, or -config FILE), then DCE_* environment
 // variables (DCE_ + section + key in upper case, e.g.
 // DCE_LIMITS_MESSAGES_PER_SECOND=50), then command-line flags.
+//
+// Nothing is ignored: an unknown section, key, variable or flag, a value of
+// the wrong type and a value the server cannot honor all refuse the whole
+// configuration, with one line per problem naming the setting and where it
+// was set (the file, the variable, the flag). check.go holds each setting's
+// valid range.
 package config
 
 import (
+	"errors"
+	"flag"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,11 +42,12 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes the duration back.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// Config is every setting. Sections marked "reloadable" are re-read by
-// `dce websocket reload`; the rest need a restart.
+// Config is every setting. Those tagged reload:"apply" are applied by
+// `dce websocket reload`; a change to any other needs a restart, and
+// reload's reply names it.
 type Config struct {
 	Server    Server    `toml:"server"`
-	Limits    Limits    `toml:"limits"` // reloadable
+	Limits    Limits    `toml:"limits"`
 	Session   Session   `toml:"session"`
 	Store     Store     `toml:"store"`
 	Auth      Auth      `toml:"auth"`
@@ -52,34 +61,36 @@ type Server struct {
 	TCPPort        int      `toml:"tcp_port"`
 	UDPPort        int      `toml:"udp_port"`
 	RuntimeDir     string   `toml:"runtime_dir"`
-	AllowedOrigins []string `toml:"allowed_origins"` // reloadable
-	LogLevel       string   `toml:"log_level"`       // reloadable: debug, info, warn, error
-	LogFormat      string   `toml:"log_format"`      // text or json
-	TrustedProxies []string `toml:"trusted_proxies"` // addresses whose X-Forwarded-For is believed
-	Secure         bool     `toml:"secure"`          // served over TLS by a proxy: Secure cookies and HSTS
-	PprofAddr      string   `toml:"pprof_addr"`      // loopback address for net/http/pprof ("": off)
+	AllowedOrigins []string `toml:"allowed_origins" reload:"apply"`
+	LogLevel       string   `toml:"log_level" reload:"apply"` // debug, info, warn, error
+	LogFormat      string   `toml:"log_format"`               // text or json
+	TrustedProxies []string `toml:"trusted_proxies"`          // addresses whose X-Forwarded-For is believed
+	Secure         bool     `toml:"secure"`                   // served over TLS by a proxy: Secure cookies and HSTS
+	PprofAddr      string   `toml:"pprof_addr"`               // loopback address for net/http/pprof ("": off)
 }
 
-// Limits: PROTOCOL.md section 4's numbers. Reloadable.
+// Limits: PROTOCOL.md section 4's numbers. A reload applies all but the
+// frame limit (built into the HTTP server and the router), the failed-login
+// window (into its counter) and the UDP peer cap (into the UDP transport).
 type Limits struct {
 	MaxFrameBytes            int `toml:"max_frame_bytes"`
-	NicknameMax              int `toml:"nickname_max"`
-	PasswordMin              int `toml:"password_min"`
-	PasswordMax              int `toml:"password_max"`
-	BriefMax                 int `toml:"brief_max"`
-	TextMax                  int `toml:"text_max"`
-	MessagesPerSecond        int `toml:"messages_per_second"`
-	MessageBurst             int `toml:"message_burst"`
-	TypingPerSecond          int `toml:"typing_per_second"`
-	FailedLoginsPerNickAddr  int `toml:"failed_logins_per_nickname_address"`
-	FailedLoginsPerAddress   int `toml:"failed_logins_per_address"`
-	FailedLoginsPerNickname  int `toml:"failed_logins_per_nickname"`
+	NicknameMax              int `toml:"nickname_max" reload:"apply"`
+	PasswordMin              int `toml:"password_min" reload:"apply"`
+	PasswordMax              int `toml:"password_max" reload:"apply"`
+	BriefMax                 int `toml:"brief_max" reload:"apply"`
+	TextMax                  int `toml:"text_max" reload:"apply"`
+	MessagesPerSecond        int `toml:"messages_per_second" reload:"apply"`
+	MessageBurst             int `toml:"message_burst" reload:"apply"`
+	TypingPerSecond          int `toml:"typing_per_second" reload:"apply"`
+	FailedLoginsPerNickAddr  int `toml:"failed_logins_per_nickname_address" reload:"apply"`
+	FailedLoginsPerAddress   int `toml:"failed_logins_per_address" reload:"apply"`
+	FailedLoginsPerNickname  int `toml:"failed_logins_per_nickname" reload:"apply"`
 	FailedLoginWindowSeconds int `toml:"failed_login_window_seconds"`
-	RegistrationsPerHour     int `toml:"registrations_per_address_hour"`
-	ConnectionsPerUser       int `toml:"connections_per_user"`
-	AnonConnectionsPerIP     int `toml:"anon_connections_per_ip"`
-	MaxConnections           int `toml:"max_connections"` // 0: derived from the open-files limit
-	BadFramesPerMinute       int `toml:"bad_frames_per_minute"`
+	RegistrationsPerHour     int `toml:"registrations_per_address_hour" reload:"apply"`
+	ConnectionsPerUser       int `toml:"connections_per_user" reload:"apply"`
+	AnonConnectionsPerIP     int `toml:"anon_connections_per_ip" reload:"apply"`
+	MaxConnections           int `toml:"max_connections" reload:"apply"` // 0: derived from the open-files limit
+	BadFramesPerMinute       int `toml:"bad_frames_per_minute" reload:"apply"`
 	UDPPeers                 int `toml:"udp_peers"`
 }
 
@@ -88,7 +99,7 @@ type Session struct {
 	Lifetime      Duration `toml:"lifetime"`
 	CacheBytes    int      `toml:"cache_bytes"`
 	PresenceGrace Duration `toml:"presence_grace"`
-	LogoutOnClose bool     `toml:"logout_on_close"`
+	LogoutOnClose bool     `toml:"logout_on_close" reload:"apply"`
 }
 
 // Store: the durable store.
@@ -152,47 +163,96 @@ func Default() Config {
 // DefaultFile is where the config file is looked for when -config is not given.
 const DefaultFile = "common/config/dce.toml"
 
+// NotSettings are DCE_* variables that the tests read; they are known, and
+// no setting.
+var NotSettings = []string{"DCE_TEST_LOGS", "DCE_SCREENSHOTS"}
+
+// Error is a refused configuration: one line per problem.
+type Error struct{ Problems []string }
+
+func (e *Error) Error() string { return "config: " + strings.Join(e.Problems, "\nconfig: ") }
+
 // Load builds the configuration from the defaults, the file (a missing
 // DefaultFile is fine; a missing explicit file is an error) and the
-// environment.
-func Load(file string, environ []string) (Config, error) {
+// environment, and refuses it if anything in them is unknown or cannot be
+// honored.
+func Load(file string, environ []string) (Config, error) { return load(file, environ, nil) }
+
+// Flags are the command-line flags every command that reads the
+// configuration takes: -config FILE, and the settings most often changed
+// for one run. They override the file and the environment.
+type Flags struct {
+	File string
+	set  []flagValue // in the order given
+}
+
+type flagValue struct{ flag, key, value string }
+
+// flagSettings are the settings with a flag of their own.
+var flagSettings = []struct{ flag, key, usage string }{
+	{"host", "server.host", "`address` to listen on"},
+	{"port", "server.port", "HTTP and WebSocket `port`"},
+	{"tcp_port", "server.tcp_port", "TCP `port`"},
+	{"udp_port", "server.udp_port", "UDP `port`"},
+}
+
+// Register adds the flags to fs.
+func (f *Flags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&f.File, "config", "", "configuration file (default "+DefaultFile+")")
+	def := Default()
+	fields := fieldsByKey(&def)
+	for _, s := range flagSettings {
+		fs.Func(s.flag, fmt.Sprintf("%s (default %v)", s.usage, fields[s.key].Value.Interface()), func(v string) error {
+			f.set = append(f.set, flagValue{flag: "-" + s.flag, key: s.key, value: v})
+			return nil
+		})
+	}
+}
+
+// Load builds the configuration from the defaults, the file, environ and
+// the flags.
+func (f *Flags) Load(environ []string) (Config, error) { return load(f.File, environ, f.set) }
+
+func load(file string, environ []string, flags []flagValue) (Config, error) {
 	cfg := Default()
+	from := map[string]string{} // "section.key" -> where it was last set
+	var problems []string
 	explicit := file != ""
 	if !explicit {
 		file = DefaultFile
 	}
-	if _, err := toml.DecodeFile(file, &cfg); err != nil {
-		if explicit || !os.IsNotExist(err) {
-			return cfg, fmt.Errorf("config %s: %w", file, err)
+	meta, err := toml.DecodeFile(file, &cfg)
+	switch {
+	case err != nil && !explicit && errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		problems = append(problems, fmt.Sprintf("%s: %v", file, err))
+	default:
+		problems = append(problems, unknownKeys(file, meta)...)
+		for _, k := range meta.Keys() {
+			from[k.String()] = file
 		}
 	}
-	if err := applyEnv(&cfg, environ); err != nil {
-		return cfg, err
+	fields := fieldsByKey(&cfg)
+	problems = append(problems, applyEnv(fields, environ, from)...)
+	for _, fl := range flags {
+		if err := setValue(fields[fl.key].Value, fl.value); err != nil {
+			problems = append(problems, fmt.Sprintf("%s %q: %v", fl.flag, fl.value, err))
+		}
+		from[fl.key] = fl.flag
 	}
-	return cfg, cfg.Validate()
+	problems = append(problems, cfg.check(from)...)
+	if len(problems) > 0 {
+		return cfg, &Error{Problems: problems}
+	}
+	cfg.normalize()
+	return cfg, nil
 }
 
-// Validate rejects settings the server cannot run with.
+// Validate refuses a configuration built in code (the tests', a reload's)
+// with the same rules as Load.
 func (c *Config) Validate() error {
-	for name, p := range map[string]int{"port": c.Server.Port, "tcp_port": c.Server.TCPPort, "udp_port": c.Server.UDPPort} {
-		if p < 0 || p > 65535 {
-			return fmt.Errorf("config: server.%s %d is not a port", name, p)
-		}
-	}
-	if c.Limits.MaxFrameBytes < 1024 {
-		return fmt.Errorf("config: limits.max_frame_bytes must be at least 1024")
-	}
-	if s := strings.ToUpper(c.Store.Synchronous); s != "FULL" && s != "NORMAL" {
-		return fmt.Errorf("config: store.synchronous must be FULL or NORMAL")
-	}
-	if c.Server.PprofAddr != "" && !loopbackAddr(c.Server.PprofAddr) {
-		return fmt.Errorf("config: server.pprof_addr %q must be a loopback host:port", c.Server.PprofAddr)
-	}
-	if c.Limits.PasswordMin < 1 || c.Limits.PasswordMax < c.Limits.PasswordMin {
-		return fmt.Errorf("config: limits.password_min/password_max are inconsistent")
-	}
-	if c.Transport.PingInterval.Duration <= 0 || c.Transport.PongWait.Duration <= c.Transport.PingInterval.Duration {
-		return fmt.Errorf("config: transport.pong_wait must be longer than transport.ping_interval")
+	if p := c.check(nil); len(p) > 0 {
+		return &Error{Problems: p}
 	}
 	return nil
 }
@@ -205,34 +265,82 @@ func (c *Config) StorePath() string {
 	return filepath.Join(c.Server.RuntimeDir, "dce.db")
 }
 
-// applyEnv sets every field that has a DCE_SECTION_KEY variable. Lists are
-// comma separated.
-func applyEnv(cfg *Config, environ []string) error {
-	env := map[string]string{}
-	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "DCE_") {
-			env[k] = v
+// unknownKeys names every key of the file that no setting took: a whole
+// unknown section once, not each of its keys.
+func unknownKeys(file string, meta toml.MetaData) []string {
+	def := Default()
+	fields := Fields(&def)
+	sections := map[string]bool{}
+	for _, f := range fields {
+		sections[f.Section] = true
+	}
+	var out []string
+	var reported []toml.Key
+	for _, k := range meta.Undecoded() {
+		if slices.ContainsFunc(reported, func(r toml.Key) bool { return len(k) > len(r) && slices.Equal(k[:len(r)], r) }) {
+			continue // inside a table already named
+		}
+		reported = append(reported, k)
+		switch {
+		case len(k) == 1 && meta.Type(k...) == "Hash":
+			out = append(out, fmt.Sprintf("%s: unknown section [%s]%s", file, k[0], suggest(k[0], keysOf(sections))))
+		case len(k) == 1:
+			out = append(out, fmt.Sprintf("%s: unknown key %s (every key belongs in a section such as [server])", file, k))
+		case len(k) == 2 && sections[k[0]]:
+			var here []string
+			hint := ""
+			for _, f := range fields {
+				if f.Section == k[0] {
+					here = append(here, f.Key)
+				} else if f.Key == k[1] {
+					hint = fmt.Sprintf(" (%s belongs in [%s])", f.Key, f.Section)
+				}
+			}
+			if hint == "" {
+				hint = suggest(k[1], here)
+			}
+			out = append(out, fmt.Sprintf("%s: unknown key %s%s", file, k, hint))
+		default:
+			out = append(out, fmt.Sprintf("%s: unknown key %s", file, k))
 		}
 	}
-	if len(env) == 0 {
-		return nil
+	return out
+}
+
+// applyEnv sets every field that has a DCE_SECTION_KEY variable (lists are
+// comma separated) and names every DCE_* variable that is no setting.
+func applyEnv(fields map[string]Field, environ []string, from map[string]string) []string {
+	byEnv := map[string]Field{}
+	var names []string
+	for _, f := range fields {
+		byEnv[f.Env] = f
+		names = append(names, f.Env)
 	}
-	for _, f := range Fields(cfg) {
-		v, ok := env[f.Env]
-		if !ok {
+	slices.Sort(names)
+	var problems []string
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, "DCE_") || slices.Contains(NotSettings, k) {
+			continue
+		}
+		f, known := byEnv[k]
+		if !known {
+			problems = append(problems, fmt.Sprintf("environment variable %s: unknown setting%s", k, suggest(k, names)))
 			continue
 		}
 		if err := setValue(f.Value, v); err != nil {
-			return fmt.Errorf("config: %s=%q: %w", f.Env, v, err)
+			problems = append(problems, fmt.Sprintf("environment variable %s=%q: %v", k, v, err))
 		}
+		from[f.Section+"."+f.Key] = k
 	}
-	return nil
+	return problems
 }
 
-// Field is one setting, for the environment and for the README's list.
+// Field is one setting, for the environment, reload and the README's list.
 type Field struct {
 	Section, Key, Env string
 	Value             reflect.Value
+	Reloadable        bool // a reload applies it (tag reload:"apply")
 }
 
 // Fields lists every setting of cfg.
@@ -243,10 +351,19 @@ func Fields(cfg *Config) []Field {
 		section := root.Type().Field(i).Tag.Get("toml")
 		sv := root.Field(i)
 		for j := 0; j < sv.NumField(); j++ {
-			key := sv.Type().Field(j).Tag.Get("toml")
-			out = append(out, Field{Section: section, Key: key,
-				Env: "DCE_" + strings.ToUpper(section+"_"+key), Value: sv.Field(j)})
+			tag := sv.Type().Field(j).Tag
+			key := tag.Get("toml")
+			out = append(out, Field{Section: section, Key: key, Env: "DCE_" + strings.ToUpper(section+"_"+key),
+				Value: sv.Field(j), Reloadable: tag.Get("reload") == "apply"})
 		}
+	}
+	return out
+}
+
+func fieldsByKey(cfg *Config) map[string]Field {
+	out := map[string]Field{}
+	for _, f := range Fields(cfg) {
+		out[f.Section+"."+f.Key] = f
 	}
 	return out
 }
@@ -259,15 +376,15 @@ func setValue(v reflect.Value, s string) error {
 	case reflect.String:
 		v.SetString(s)
 	case reflect.Int:
-		n, err := strconv.Atoi(s)
+		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
-			return err
+			return errors.New("not a whole number")
 		}
 		v.SetInt(int64(n))
 	case reflect.Bool:
-		b, err := strconv.ParseBool(s)
+		b, err := strconv.ParseBool(strings.TrimSpace(s))
 		if err != nil {
-			return err
+			return errors.New("not true or false")
 		}
 		v.SetBool(b)
 	case reflect.Slice:
@@ -284,12 +401,47 @@ func setValue(v reflect.Value, s string) error {
 	return nil
 }
 
-// loopbackAddr reports whether addr is host:port with a loopback IP host.
-func loopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
+// suggest is " (did you mean X?)" for the known name closest to name, if
+// one is close.
+func suggest(name string, known []string) string {
+	best, bestD := "", 4
+	for _, k := range known {
+		if d := distance(strings.ToLower(name), strings.ToLower(k)); d < bestD {
+			best, bestD = k, d
+		}
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %s?)", best)
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func keysOf(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
