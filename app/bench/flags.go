@@ -33,7 +33,7 @@ type Command struct {
 func Commands() []Command {
 	return []Command{
 		{"conns", "Load: open and hold N logged-in WebSocket connections: -n N [-rate R] [-hold 30s]", runConns},
-		{"fanout", "Load: N lobby readers, P senders, M messages: -n N -pubs P -msgs M [-rate R] [-size B]", runFanout},
+		{"fanout", "Load: N lobby readers, P senders, M messages: -n N -pubs P -msgs M [-rate R] [-size B] [-plain -pid PID]", runFanout},
 		{"pairs", "Load: K pairs exchanging durable private messages: -pairs K -duration S", runPairs},
 		{"login", "Load: N password logins: -n N [-c C]", runLogin},
 		{"presence", "Load: N users come online while W watch: -watchers W -n N [-within S]", runPresence},
@@ -59,6 +59,7 @@ type flags struct {
 	label    string
 	profile  string
 	cores    int
+	pid      int
 
 	storePath string // the server's database file, from its configuration
 }
@@ -82,6 +83,7 @@ func newFlags(name string, out io.Writer) *flags {
 	// machine less and leaves the server the other core (README,
 	// Performance).
 	f.fs.IntVar(&f.cores, "cores", 1, "CPU cores (GOMAXPROCS) the load tool itself uses; 0: all")
+	f.fs.IntVar(&f.pid, "pid", 0, "read the server's CPU and memory from /proc/PID instead of its control socket (a server without one)")
 	return f
 }
 
@@ -118,6 +120,9 @@ func (f *flags) parse(args []string) (Options, error) {
 			err = json.Unmarshal(raw, &st)
 			return st, err
 		}}
+	if f.pid > 0 {
+		o.Server = ProcessFigures(f.pid)
+	}
 	return o, o.Check()
 }
 
@@ -183,6 +188,7 @@ func runFanout(ctx context.Context, args []string, out io.Writer) error {
 	f.fs.StringVar(&cfg.To, "to", "room:lobby", "the conversation: room:lobby or group:ID")
 	f.fs.IntVar(&cfg.Window, "window", 32, "sends in flight per sender")
 	f.fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "give up on deliveries after this long without one")
+	f.fs.BoolVar(&cfg.Plain, "plain", false, "drive a plain broadcast server (the bare stack's probe: ?room=lobby, text relayed to the room) instead of the chat; give its -pid")
 	return runBench(ctx, f, args, out, func(c context.Context, o Options) (FanoutResult, error) { return Fanout(c, o, cfg) })
 }
 
