@@ -109,7 +109,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		return nil, fmt.Errorf("runtime folder: %w", err)
 	}
 	if s.Store, err = sqlite.Open(ctx, sqlite.Options{Path: cfg.StorePath(), Synchronous: cfg.Store.Synchronous,
-		MaxBatch: cfg.Store.MaxBatch}); err != nil {
+		MaxBatch: cfg.Store.MaxBatch, SessionSweep: cfg.Session.SweepInterval.Duration}); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	s.wire()

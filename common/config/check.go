@@ -145,6 +145,7 @@ func (cfg *Config) check(from map[string]string) []string {
 	c.positive("session.lifetime", se.Lifetime)
 	c.need(se.CacheBytes >= minCacheBytes, "session.cache_bytes", se.CacheBytes, "must be at least %d (the cache's smallest size)", minCacheBytes)
 	c.notNegative("session.presence_grace", se.PresenceGrace, "offline as soon as the last connection closes")
+	c.positive("session.sweep_interval", se.SweepInterval)
 
 	st := cfg.Store
 	c.oneOf("store.driver", st.Driver, drivers, "; this build has no other store (postgres is not supported)")

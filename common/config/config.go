@@ -100,6 +100,9 @@ type Session struct {
 	CacheBytes    int      `toml:"cache_bytes"`
 	PresenceGrace Duration `toml:"presence_grace"`
 	LogoutOnClose bool     `toml:"logout_on_close" reload:"apply"`
+	// SweepInterval is how often expired sessions are removed from the
+	// store.
+	SweepInterval Duration `toml:"sweep_interval"`
 }
 
 // Store: the durable store.
@@ -150,7 +153,7 @@ func Default() Config {
 			FailedLoginWindowSeconds: 300, RegistrationsPerHour: 60, ConnectionsPerUser: 16,
 			AnonConnectionsPerIP: 64, BadFramesPerMinute: 100, UDPPeers: 10000},
 		Session: Session{Lifetime: Duration{30 * 24 * time.Hour}, CacheBytes: 16 << 20,
-			PresenceGrace: Duration{2 * time.Second}},
+			PresenceGrace: Duration{2 * time.Second}, SweepInterval: Duration{5 * time.Minute}},
 		Store: Store{Driver: "sqlite", Synchronous: "FULL", MaxBatch: 1024},
 		Auth:  Auth{ArgonMemoryKiB: 19456, ArgonTime: 2, ArgonThreads: 1, HashWait: Duration{200 * time.Millisecond}},
 		Transport: Transport{PingInterval: Duration{27 * time.Second}, PongWait: Duration{30 * time.Second},

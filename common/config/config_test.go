@@ -171,6 +171,7 @@ var badCases = []loadCase{
 	{name: "zero max batch", env: []string{"DCE_STORE_MAX_BATCH=0"}, want: []string{"store.max_batch"}},
 	{name: "negative cache", env: []string{"DCE_SESSION_CACHE_BYTES=-1"}, want: []string{"session.cache_bytes"}},
 	{name: "negative grace", env: []string{"DCE_SESSION_PRESENCE_GRACE=-1s"}, want: []string{"session.presence_grace"}},
+	{name: "no session sweep", env: []string{"DCE_SESSION_SWEEP_INTERVAL=0s"}, want: []string{"session.sweep_interval"}},
 	{name: "argon time 0", env: []string{"DCE_AUTH_ARGON_TIME=0"}, want: []string{"auth.argon_time"}},
 	{name: "argon threads 0", env: []string{"DCE_AUTH_ARGON_THREADS=0"}, want: []string{"auth.argon_threads"}},
 	{name: "argon threads over 255", env: []string{"DCE_AUTH_ARGON_THREADS=256"}, want: []string{"auth.argon_threads"}},
