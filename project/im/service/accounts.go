@@ -21,6 +21,9 @@ type LoginResult struct {
 	User       model.User `json:"user"`
 	SID        string     `json:"sid"`
 	Registered bool       `json:"registered"`
+	// Verify is set by the controller over UDP: the token the address
+	// sends back with im/verify (PROTOCOL.md section 1).
+	Verify string `json:"verify,omitempty"`
 }
 
 // Login logs peer in as nickname, registering the nickname if nobody has it.
