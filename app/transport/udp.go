@@ -345,6 +345,11 @@ func (p *udpPeer) Verify(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
+	// A proven address is a new connection of its address (its user was
+	// counted by the login or resume).
+	if e := p.udp.allowConnect(ctx, p.ip, ""); e != nil {
+		return e
+	}
 	sink := &udpSink{peer: p}
 	c, err := p.udp.Hub.RegisterWithCredential(sink, node.UDP, p.ip, 0)
 	if err != nil {

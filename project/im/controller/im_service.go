@@ -64,7 +64,7 @@ func (c *ImService) Resume(ctx *node.Context) (any, error) {
 	if req.SID == "" {
 		return nil, node.Errorf(node.CodeBadRequest, "sid is required")
 	}
-	u, err := c.Chat.Resume(ctx.Ctx, ctx.Peer, req.SID)
+	u, err := c.Chat.ResumeRequested(ctx.Ctx, ctx.Peer, req.SID)
 	if err != nil {
 		return nil, err
 	}

@@ -87,6 +87,9 @@ func (s *Service) Login(ctx context.Context, peer node.Peer, nickname, password,
 	}
 	attempt.settle(false)
 	s.failures.reset(keys[0].key)
+	if err := s.allowAttach(acct.ID); err != nil {
+		return LoginResult{}, err
+	}
 	sess, err := s.Sessions.Create(ctx, acct.ID)
 	if err != nil {
 		return LoginResult{}, err

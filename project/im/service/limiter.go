@@ -167,11 +167,18 @@ func (w *windowLimiter) sweep(now time.Time) {
 
 // userLimiter is a token bucket per user, shared by all of the user's
 // connections and transports (N tabs never get N times the rate).
-type userLimiter struct {
+type userLimiter = keyedLimiter[int64]
+
+func newUserLimiter(perSecond, burst int) *userLimiter {
+	return newKeyedLimiter[int64](perSecond, burst)
+}
+
+// keyedLimiter is a token bucket per key: a user, an address.
+type keyedLimiter[K comparable] struct {
 	mu      sync.Mutex
 	limit   rate.Limit
 	burst   int
-	buckets map[int64]*bucket
+	buckets map[K]*bucket
 }
 
 type bucket struct {
@@ -179,17 +186,17 @@ type bucket struct {
 	last time.Time
 }
 
-func newUserLimiter(perSecond, burst int) *userLimiter {
-	return &userLimiter{limit: rate.Limit(perSecond), burst: burst, buckets: map[int64]*bucket{}}
+func newKeyedLimiter[K comparable](perSecond, burst int) *keyedLimiter[K] {
+	return &keyedLimiter[K]{limit: rate.Limit(perSecond), burst: burst, buckets: map[K]*bucket{}}
 }
 
-// allow takes a token for user, or says how long until one is free.
-func (u *userLimiter) allow(user int64, now time.Time) (time.Duration, bool) {
+// allow takes a token for key, or says how long until one is free.
+func (u *keyedLimiter[K]) allow(key K, now time.Time) (time.Duration, bool) {
 	u.mu.Lock()
-	b := u.buckets[user]
+	b := u.buckets[key]
 	if b == nil {
 		b = &bucket{lim: rate.NewLimiter(u.limit, u.burst)}
-		u.buckets[user] = b
+		u.buckets[key] = b
 	}
 	b.last = now
 	u.mu.Unlock()
@@ -204,8 +211,8 @@ func (u *userLimiter) allow(user int64, now time.Time) (time.Duration, bool) {
 	return 0, true
 }
 
-// setRate changes the rate for every user (a reload).
-func (u *userLimiter) setRate(perSecond, burst int) {
+// setRate changes the rate for every key (a reload).
+func (u *keyedLimiter[K]) setRate(perSecond, burst int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.limit, u.burst = rate.Limit(perSecond), burst
@@ -216,7 +223,7 @@ func (u *userLimiter) setRate(perSecond, burst int) {
 }
 
 // sweep drops buckets idle long enough to be full again.
-func (u *userLimiter) sweep(now time.Time) {
+func (u *keyedLimiter[K]) sweep(now time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for id, b := range u.buckets {
