@@ -72,6 +72,9 @@ type Client struct {
 	// autoVerify: a UDP client that answers a login's or resume's "verify"
 	// with im/verify by itself.
 	autoVerify bool
+	// outgoing, when set, prepares each request's frame (Raw's are sent
+	// as they are): a UDP client pads its logins.
+	outgoing func([]byte) []byte
 
 	nextID  atomic.Uint64
 	mu      sync.Mutex
@@ -148,7 +151,7 @@ func (c *Client) TryRequest(path string, body any, timeout time.Duration) (Frame
 	c.mu.Lock()
 	c.waiters[path+":"+id] = ch
 	c.mu.Unlock()
-	if err := c.write(wire.AppendFrame(nil, path, id, encodeBody(body))); err != nil {
+	if err := c.write(c.prepare(wire.AppendFrame(nil, path, id, encodeBody(body)))); err != nil {
 		return Frame{}, err
 	}
 	t := time.NewTimer(timeout)
@@ -189,7 +192,15 @@ func (c *Client) OK(path string, body any, out any) Frame {
 
 // Fire sends PATH;BODY with no id.
 func (c *Client) Fire(path string, body any) error {
-	return c.write(wire.AppendFrame(nil, path, "", encodeBody(body)))
+	return c.write(c.prepare(wire.AppendFrame(nil, path, "", encodeBody(body))))
+}
+
+// prepare is what a request's frame becomes on the wire.
+func (c *Client) prepare(frame []byte) []byte {
+	if c.outgoing == nil {
+		return frame
+	}
+	return c.outgoing(frame)
 }
 
 func encodeBody(body any) []byte {
@@ -451,10 +462,11 @@ func (s *Server) DialUDPWith(tb testing.TB, d UDPDial) *Client {
 		tb.Fatalf("dial udp: %v", err)
 	}
 	c := newClient(tb, "udp", func(b []byte) error {
-		_, err := conn.Write(PadUDPLogin(b))
+		_, err := conn.Write(b)
 		return err
 	}, conn.Close)
 	c.autoVerify = !d.NoVerify
+	c.outgoing = PadUDPLogin
 	go func() {
 		buf := make([]byte, 64<<10)
 		for {

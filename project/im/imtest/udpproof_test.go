@@ -217,3 +217,37 @@ func TestA17VerifiedUDPClient(t *testing.T) {
 		t.Fatalf("im/verify from another address with the owner's token: %s, want unauthorized", f.Body)
 	}
 }
+
+// TestA17UnpaddedLogin: an unproven address whose login reply would pass
+// 3 times what it sent gets a short too_large saying to pad, never
+// silence; padded, the same login is answered in full.
+func TestA17UnpaddedLogin(t *testing.T) {
+	s := servertest.Start(t)
+	owner := s.DialTCP(t)
+	owner.Login("a17-brief", "password17")
+	owner.OK("im/profile", map[string]string{"brief": strings.Repeat("b", 128)}, nil)
+
+	raw := newForgedSource(t, s, "127.0.0.88")
+	raw.send(t, `im/login:1;{"nickname":"a17-brief","password":"password17"}`)
+	servertest.Eventually(t, 5*time.Second, "an answer to the unpadded login", func() bool { return raw.count("im/login") == 1 })
+	if sent, received := raw.sent.Load(), raw.received.Load(); received > 3*sent {
+		t.Fatalf("the unpadded login was answered with %d bytes for %d", received, sent)
+	}
+
+	u := s.DialUDPWith(t, servertest.UDPDial{LocalIP: "127.0.0.89", NoVerify: true})
+	if err := u.Raw(`im/login:2;{"nickname":"a17-brief","password":"password17"}`); err != nil {
+		t.Fatal(err)
+	}
+	f, ok := u.WaitMatch(5*time.Second, func(f servertest.Frame) bool { return f.Path == "im/login" && f.ID == "2" })
+	if !ok || f.ErrorCode() != "too_large" || !strings.Contains(string(f.Body), "pad") {
+		t.Fatalf("unpadded login over an unproven address: %s, want too_large saying to pad", f.Body)
+	}
+	var r struct {
+		SID    string `json:"sid"`
+		Verify string `json:"verify"`
+	}
+	u.OK("im/login", map[string]string{"nickname": "a17-brief", "password": "password17"}, &r) // padded by the client
+	if r.SID == "" || r.Verify == "" {
+		t.Fatalf("padded login: sid %q verify %q", r.SID, r.Verify)
+	}
+}
