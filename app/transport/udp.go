@@ -45,7 +45,10 @@ const (
 // against the caps like any connection; pushes start), and the byte cap
 // no longer applies. A reply too large for what the unproven address may
 // still be sent is answered with a short too_large that says to pad the
-// request, when that fits, and dropped otherwise.
+// request, when that fits, and dropped otherwise. The peer table's cap
+// (udp_peers) counts proven and unproven peers alike; a proven peer that
+// is closed (a kick, a ban, a full queue) or goes quiet ends, and its
+// address starts unproven again.
 type UDP struct {
 	*Options
 	pc *net.UDPConn
