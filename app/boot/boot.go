@@ -237,6 +237,10 @@ func (s *Server) Addrs() (httpAddr, tcpAddr, udpAddr string) {
 	return s.httpLn.Addr().String(), s.tcpLn.Addr().String(), s.udpConn.LocalAddr().String()
 }
 
+// UDPPeers is how many source addresses the UDP transport holds now,
+// proven or not.
+func (s *Server) UDPPeers() int { return s.udp.Peers() }
+
 // Stopping is closed when a stop has been asked for (control socket).
 func (s *Server) Stopping() <-chan struct{} { return s.stopping }
 

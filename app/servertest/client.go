@@ -69,6 +69,12 @@ type Client struct {
 	closeConn func() error
 	onPush    func(Frame) // when set, takes every frame that is not a waited-for reply
 	leave     func() error
+	// autoVerify: a UDP client that answers a login's or resume's "verify"
+	// with im/verify by itself.
+	autoVerify bool
+	// outgoing, when set, prepares each request's frame (Raw's are sent
+	// as they are): a UDP client pads its logins.
+	outgoing func([]byte) []byte
 
 	nextID  atomic.Uint64
 	mu      sync.Mutex
@@ -145,13 +151,18 @@ func (c *Client) TryRequest(path string, body any, timeout time.Duration) (Frame
 	c.mu.Lock()
 	c.waiters[path+":"+id] = ch
 	c.mu.Unlock()
-	if err := c.write(wire.AppendFrame(nil, path, id, encodeBody(body))); err != nil {
+	if err := c.write(c.prepare(wire.AppendFrame(nil, path, id, encodeBody(body)))); err != nil {
 		return Frame{}, err
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case f := <-ch:
+		if c.autoVerify && (path == "im/login" || path == "im/resume") && f.ErrorCode() == "" {
+			if err := c.verifyAddress(f, timeout); err != nil {
+				return f, err
+			}
+		}
 		return f, nil
 	case <-t.C:
 		c.mu.Lock()
@@ -181,7 +192,15 @@ func (c *Client) OK(path string, body any, out any) Frame {
 
 // Fire sends PATH;BODY with no id.
 func (c *Client) Fire(path string, body any) error {
-	return c.write(wire.AppendFrame(nil, path, "", encodeBody(body)))
+	return c.write(c.prepare(wire.AppendFrame(nil, path, "", encodeBody(body))))
+}
+
+// prepare is what a request's frame becomes on the wire.
+func (c *Client) prepare(frame []byte) []byte {
+	if c.outgoing == nil {
+		return frame
+	}
+	return c.outgoing(frame)
 }
 
 func encodeBody(body any) []byte {
@@ -406,10 +425,39 @@ func (s *Server) DialTCP(tb testing.TB) *Client {
 	return tcpClient(tb, conn, nil)
 }
 
-// DialUDP opens a UDP "connection" to s from a fresh local port.
+// DialUDP opens a UDP "connection" to s from a fresh local port. It proves
+// its address as a real client does: when the reply to im/login or
+// im/resume carries "verify", it sends im/verify with that token before
+// the request returns.
 func (s *Server) DialUDP(tb testing.TB) *Client {
 	tb.Helper()
-	conn, err := net.Dial("udp", s.UDPAddr)
+	return s.DialUDPWith(tb, UDPDial{})
+}
+
+// UDPDial says how DialUDPWith opens its socket.
+type UDPDial struct {
+	LocalIP  string // the source address; the kernel's choice when empty
+	NoVerify bool   // never send im/verify by itself: the test does, or never does
+}
+
+// udpPadTo is the size a UDP client pads its im/login and im/resume to:
+// until its address is proved the server sends it at most 3 times what it
+// received, and the reply must fit in that (1,200 bytes, as QUIC pads its
+// first datagram).
+const udpPadTo = 1200
+
+// DialUDPWith opens a UDP "connection" to s as d says.
+func (s *Server) DialUDPWith(tb testing.TB, d UDPDial) *Client {
+	tb.Helper()
+	var local *net.UDPAddr
+	if d.LocalIP != "" {
+		local = &net.UDPAddr{IP: net.ParseIP(d.LocalIP)}
+	}
+	server, err := net.ResolveUDPAddr("udp", s.UDPAddr)
+	if err != nil {
+		tb.Fatalf("resolve udp: %v", err)
+	}
+	conn, err := net.DialUDP("udp", local, server)
 	if err != nil {
 		tb.Fatalf("dial udp: %v", err)
 	}
@@ -417,6 +465,8 @@ func (s *Server) DialUDP(tb testing.TB) *Client {
 		_, err := conn.Write(b)
 		return err
 	}, conn.Close)
+	c.autoVerify = !d.NoVerify
+	c.outgoing = PadUDPLogin
 	go func() {
 		buf := make([]byte, 64<<10)
 		for {
@@ -433,6 +483,40 @@ func (s *Server) DialUDP(tb testing.TB) *Client {
 	}()
 	tb.Cleanup(c.Close)
 	return c
+}
+
+// PadUDPLogin pads an im/login or im/resume frame with spaces (JSON
+// whitespace) to udpPadTo bytes, so that the reply fits in what the server
+// may send an address that has not proved itself; other frames are
+// returned as they are.
+func PadUDPLogin(frame []byte) []byte {
+	f, err := wire.Parse(frame, 0)
+	if err != nil || (f.Path != "im/login" && f.Path != "im/resume") || len(frame) >= udpPadTo {
+		return frame
+	}
+	if !strings.Contains(string(frame), ";") {
+		frame = append(frame, ';')
+	}
+	return append(frame, strings.Repeat(" ", udpPadTo-len(frame))...)
+}
+
+// verifyAddress sends im/verify with the token a login or resume reply
+// carries, if it carries one: what a UDP client does to prove its address.
+func (c *Client) verifyAddress(reply Frame, timeout time.Duration) error {
+	var r struct {
+		Verify string `json:"verify"`
+	}
+	if json.Unmarshal(reply.Body, &r) != nil || r.Verify == "" {
+		return nil
+	}
+	f, err := c.TryRequest("im/verify", map[string]string{"token": r.Verify}, timeout)
+	if err != nil {
+		return fmt.Errorf("im/verify: %w", err)
+	}
+	if code := f.ErrorCode(); code != "" {
+		return fmt.Errorf("im/verify: %s", f.Body)
+	}
+	return nil
 }
 
 // Post sends POST /path with a JSON body and headers (key, value pairs) and

@@ -76,7 +76,7 @@ func (c *Client) Call(path string, body any, timeout time.Duration) (Frame, erro
 		delete(c.waiters, key)
 		c.mu.Unlock()
 	}
-	if err := c.write(wire.AppendFrame(nil, path, id, encodeBody(body))); err != nil {
+	if err := c.write(c.prepare(wire.AppendFrame(nil, path, id, encodeBody(body)))); err != nil {
 		forget()
 		return Frame{}, err
 	}

@@ -31,6 +31,10 @@ func Config(tb testing.TB) config.Config {
 	cfg.Auth.HashWait = config.Duration{Duration: 5 * time.Second}
 	cfg.Session.PresenceGrace = config.Duration{Duration: 100 * time.Millisecond}
 	cfg.Limits.RegistrationsPerHour = 100000
+	// Tests open connections from one loopback address by the thousand and
+	// resume one user many times; the tests of these limits set them back.
+	cfg.Limits.ConnectsPerSecond, cfg.Limits.ConnectBurst = 100000, 100000
+	cfg.Limits.ConnectsPerAddressSecond, cfg.Limits.ConnectBurstPerAddress = 100000, 100000
 	return cfg
 }
 

@@ -123,7 +123,14 @@ func (t *TCP) serveConn(nc net.Conn) {
 			hubSink = &inlineStreamSink{streamSink: sink, socket: rc}
 		}
 	}
-	c, err := t.Hub.Register(hubSink, node.TCP, hostIP(nc.RemoteAddr()), 0)
+	ip := hostIP(nc.RemoteAddr())
+	if e := t.allowConnect(context.Background(), ip, ""); e != nil {
+		_ = nc.SetWriteDeadline(time.Now().Add(t.WriteTimeout))
+		_, _ = nc.Write(append(wire.AppendError(nil, "", "", e.Code, e.Message, e.RetryAfterMS()), '\n'))
+		_ = nc.Close()
+		return
+	}
+	c, err := t.Hub.Register(hubSink, node.TCP, ip, 0)
 	if err != nil {
 		_, _ = nc.Write(append(wire.AppendError(nil, "error", "", node.CodeForbidden, err.Error(), 0), '\n'))
 		_ = nc.Close()

@@ -96,6 +96,9 @@ func (ws *WebSocket) Upgrade(c *fiber.Ctx) error {
 		sid = c.Cookies(cookieName)
 	}
 	ip := ws.clientIP(c)
+	if e := ws.allowConnect(c.Context(), ip, sid); e != nil {
+		return writeError(c, e) // 429 with Retry-After
+	}
 	if err := ws.Hub.Admit(ip, sid == ""); err != nil {
 		return fiber.NewError(fiber.StatusServiceUnavailable, err.Error())
 	}

@@ -92,6 +92,11 @@ type Limits struct {
 	MaxConnections           int `toml:"max_connections" reload:"apply"` // 0: derived from the open-files limit
 	BadFramesPerMinute       int `toml:"bad_frames_per_minute" reload:"apply"`
 	UDPPeers                 int `toml:"udp_peers"`
+	// New connections and resumes: per user, and loosely per address.
+	ConnectsPerSecond        int `toml:"connects_per_second"`
+	ConnectBurst             int `toml:"connect_burst"`
+	ConnectsPerAddressSecond int `toml:"connects_per_address_second"`
+	ConnectBurstPerAddress   int `toml:"connect_burst_per_address"`
 }
 
 // Session: lifetimes and the cache.
@@ -151,7 +156,8 @@ func Default() Config {
 			TextMax: 4000, MessagesPerSecond: 10, MessageBurst: 20, TypingPerSecond: 2,
 			FailedLoginsPerNickAddr: 5, FailedLoginsPerAddress: 30, FailedLoginsPerNickname: 50,
 			FailedLoginWindowSeconds: 300, RegistrationsPerHour: 60, ConnectionsPerUser: 16,
-			AnonConnectionsPerIP: 64, BadFramesPerMinute: 100, UDPPeers: 10000},
+			AnonConnectionsPerIP: 64, BadFramesPerMinute: 100, UDPPeers: 10000,
+			ConnectsPerSecond: 10, ConnectBurst: 20, ConnectsPerAddressSecond: 100, ConnectBurstPerAddress: 200},
 		Session: Session{Lifetime: Duration{30 * 24 * time.Hour}, CacheBytes: 16 << 20,
 			PresenceGrace: Duration{2 * time.Second}, SweepInterval: Duration{5 * time.Minute}},
 		Store: Store{Driver: "sqlite", Synchronous: "FULL", MaxBatch: 1024},

@@ -16,6 +16,7 @@ func Nodes(im *controller.ImService, admin *controller.Admin) []node.Node {
 			{Path: "ping", Name: "Ping: the server's time", Methods: node.Net, Auth: node.Public, Do: im.Ping},
 			{Path: "im/login", Name: "Log in (an unknown nickname registers)", Methods: node.Net, Auth: node.Public, Do: im.Login},
 			{Path: "im/resume", Name: "Resume a session by sid", Methods: node.WebSocket | node.TCP | node.UDP, Auth: node.Public, Do: im.Resume},
+			{Path: "im/verify", Name: "Prove this UDP address receives: the token of the login's reply", Methods: node.UDP, Auth: node.Public, Do: im.Verify},
 			{Path: "im/signer", Name: "Who this connection is", Methods: node.Net, Auth: node.Public, Do: im.Signer},
 		},
 		node.Group(node.Node{Path: "im", Methods: node.Net, Auth: node.User},

@@ -5,6 +5,8 @@
 package controller
 
 import (
+	"context"
+
 	"dce/app/node"
 	"dce/common/model"
 	"dce/project/im/service"
@@ -41,7 +43,12 @@ func (c *ImService) Login(ctx *node.Context) (any, error) {
 	if req.Avatar != "" {
 		return nil, node.Errorf(node.CodeBadRequest, "avatar: set it with im/profile after uploading an image")
 	}
-	return c.Chat.Login(ctx.Ctx, ctx.Peer, *req.Nickname, *req.Password, req.Brief)
+	r, err := c.Chat.Login(ctx.Ctx, ctx.Peer, *req.Nickname, *req.Password, req.Brief)
+	if err != nil {
+		return nil, err
+	}
+	r.Verify = verifyToken(ctx.Peer)
+	return r, nil
 }
 
 // Resume attaches the connection to an existing session.
@@ -57,15 +64,58 @@ func (c *ImService) Resume(ctx *node.Context) (any, error) {
 	if req.SID == "" {
 		return nil, node.Errorf(node.CodeBadRequest, "sid is required")
 	}
-	u, err := c.Chat.Resume(ctx.Ctx, ctx.Peer, req.SID)
+	u, err := c.Chat.ResumeRequested(ctx.Ctx, ctx.Peer, req.SID)
 	if err != nil {
 		return nil, err
 	}
-	return userResult{u}, nil
+	return resumeResult{User: u, Verify: verifyToken(ctx.Peer)}, nil
 }
 
 type userResult struct {
 	User model.User `json:"user"`
+}
+
+type resumeResult struct {
+	User   model.User `json:"user"`
+	Verify string     `json:"verify,omitempty"`
+}
+
+// addressProver is a connection whose source address must prove that it
+// receives before a session attaches to it: a UDP peer (PROTOCOL.md
+// section 1).
+type addressProver interface {
+	// VerifyToken is what a login's or resume's reply carries as
+	// "verify", or "" when there is nothing to prove.
+	VerifyToken() string
+	// Verify takes the token back: the address has proved it receives.
+	Verify(ctx context.Context, token string) error
+}
+
+// verifyToken is the "verify" of a login's or resume's reply over peer.
+func verifyToken(peer node.Peer) string {
+	if p, ok := peer.(addressProver); ok {
+		return p.VerifyToken()
+	}
+	return ""
+}
+
+// Verify is im/verify: a UDP address sends back the token the reply to its
+// im/login or im/resume carried, and the session attaches to it.
+func (c *ImService) Verify(ctx *node.Context) (any, error) {
+	var req struct {
+		Token string `json:"token"`
+	}
+	if err := ctx.Bind(&req); err != nil {
+		return nil, err
+	}
+	if req.Token == "" {
+		return nil, node.Errorf(node.CodeBadRequest, "token is required: the verify of the im/login or im/resume reply")
+	}
+	p, ok := ctx.Peer.(addressProver)
+	if !ok {
+		return nil, node.Errorf(node.CodeNotFound, "no such node: im/verify (UDP only)")
+	}
+	return nil, p.Verify(ctx.Ctx, req.Token)
 }
 
 // Signer tells who this connection is logged in as.

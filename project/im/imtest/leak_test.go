@@ -54,8 +54,10 @@ func leakExchange(path, id string, body any, write func([]byte) error, read func
 
 // leakChat is the part of a cycle every frame transport shares.
 func leakChat(n int, sid string, login bool, write func([]byte) error, read func() ([]byte, error)) (string, error) {
+	var reply json.RawMessage
+	var err error
 	if login {
-		reply, err := leakExchange("im/login", "1", map[string]string{"nickname": fmt.Sprintf("r1-%d", n), "password": "password1"}, write, read)
+		reply, err = leakExchange("im/login", "1", map[string]string{"nickname": fmt.Sprintf("r1-%d", n), "password": "password1"}, write, read)
 		if err != nil {
 			return "", err
 		}
@@ -67,7 +69,16 @@ func leakChat(n int, sid string, login bool, write func([]byte) error, read func
 		}
 		sid = r.SID
 	} else if sid != "" {
-		if _, err := leakExchange("im/resume", "1", map[string]string{"sid": sid}, write, read); err != nil {
+		if reply, err = leakExchange("im/resume", "1", map[string]string{"sid": sid}, write, read); err != nil {
+			return "", err
+		}
+	}
+	// Over UDP the address proves it receives before the session attaches.
+	var proof struct {
+		Verify string `json:"verify"`
+	}
+	if json.Unmarshal(reply, &proof) == nil && proof.Verify != "" {
+		if _, err := leakExchange("im/verify", "v", map[string]string{"token": proof.Verify}, write, read); err != nil {
 			return "", err
 		}
 	}
@@ -126,7 +137,7 @@ func leakUDP(s *servertest.Server, n int, sid string) (string, error) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	buf := make([]byte, 64<<10)
-	write := func(b []byte) error { _, err := conn.Write(b); return err }
+	write := func(b []byte) error { _, err := conn.Write(servertest.PadUDPLogin(b)); return err }
 	read := func() ([]byte, error) {
 		k, err := conn.Read(buf)
 		return buf[:k], err

@@ -475,17 +475,19 @@ func (w *loadWatcher) seen(user int64) (online, offline int) {
 }
 
 // L5 at CI scale: 200 stable users (5 of them sending to the lobby) while
-// 100 other users cycle connect / resume by sid / close, 100 cycles a
+// 300 other users take turns to cycle connect / resume by sid / close, 100 cycles a
 // second for 10 s (TESTPLAN: 60 s), alternating WebSocket (?sid=) and TCP
 // (im/resume). Each cycle of a user starts after the watcher has seen the
 // previous one's offline, so every cycle must show exactly one online and
-// one offline.
+// one offline. A user's presence is pushed at most once a second
+// (PROTOCOL.md section 5), so a user's cycle takes two seconds or more:
+// 300 churners take turns for the 100 cycles a second.
 func TestL5Churn(t *testing.T) {
 	loadSkipTiming(t)
 	const (
 		stable     = 200
 		senders    = 5
-		churners   = 100
+		churners   = 300
 		cyclesPerS = 100
 		duration   = 10 * time.Second
 	)

@@ -656,10 +656,10 @@ func TestP7UDP(t *testing.T) {
 	var maxConns atomic.Int64
 	stopWatch := make(chan struct{})
 	watchDone := make(chan struct{})
-	go func() { // the peer table, as the hub counts its connections
+	go func() { // the peer table, proven and unproven peers alike
 		defer close(watchDone)
 		for {
-			if n := int64(s.Hub.Stats().Connections); n > maxConns.Load() {
+			if n := int64(s.UDPPeers()); n > maxConns.Load() {
 				maxConns.Store(n)
 			}
 			select {
@@ -729,7 +729,7 @@ func TestP7UDP(t *testing.T) {
 
 	// Once the flood's peers time out, a new peer is served again.
 	servertest.Eventually(t, 10*time.Second, "the flood's peers to time out", func() bool {
-		return s.Hub.Stats().Connections <= 1
+		return s.UDPPeers() <= 1
 	})
 	fresh := s.DialUDP(t)
 	if _, err := fresh.TryRequest("ping", map[string]string{"pad": "enough bytes for a reply"}, protoWait); err != nil {

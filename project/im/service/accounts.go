@@ -21,11 +21,14 @@ type LoginResult struct {
 	User       model.User `json:"user"`
 	SID        string     `json:"sid"`
 	Registered bool       `json:"registered"`
+	// Verify is set by the controller over UDP: the token the address
+	// sends back with im/verify (PROTOCOL.md section 1).
+	Verify string `json:"verify,omitempty"`
 }
 
 // Login logs peer in as nickname, registering the nickname if nobody has it.
 // Failed logins are throttled per nickname and address, per address, and per
-// nickname (PROTOCOL.md section 4), checked before any hashing.
+// nickname (PROTOCOL.md section 4), counted before any hashing.
 func (s *Service) Login(ctx context.Context, peer node.Peer, nickname, password, brief string) (LoginResult, error) {
 	lim := s.Limits()
 	nick, err := model.NormalizeNickname(nickname, lim.NicknameMax)
@@ -41,25 +44,21 @@ func (s *Service) Login(ctx context.Context, peer node.Peer, nickname, password,
 	now := s.Now()
 	fold := model.FoldNickname(nick)
 	ip := peer.RemoteIP()
-	keys := [...]struct {
-		key   string
-		limit int
-	}{
-		{"na|" + fold + "|" + ip, lim.FailedLoginsPerNickAddr},
-		{"a|" + ip, lim.FailedLoginsPerAddress},
-		{"n|" + fold, lim.FailedLoginsPerNickname},
+	// The attempt is counted as a failure before any hashing, and taken
+	// back unless the password turns out wrong: attempts that come all at
+	// once get exactly the limit of tries. The overall per-nickname limit
+	// binds only an address that has failed for this nickname itself:
+	// others' failures never lock the owner out.
+	keys := []limitKey{
+		{key: "na|" + fold + "|" + ip, limit: lim.FailedLoginsPerNickAddr},
+		{key: "a|" + ip, limit: lim.FailedLoginsPerAddress},
+		{key: "n|" + fold, limit: lim.FailedLoginsPerNickname, ifFirstHasEvents: true},
 	}
-	// The overall per-nickname limit binds only an address that has failed
-	// for this nickname itself: others' failures never lock the owner out.
-	ownFailures := s.failures.count(keys[0].key, now) > 0
-	for i, k := range keys {
-		if i == 2 && !ownFailures {
-			continue
-		}
-		if wait, blocked := s.failures.blocked(k.key, k.limit, now); blocked {
-			return LoginResult{}, node.RateLimited(wait, "too many failed logins; try again later")
-		}
+	attempt, wait, ok := s.failures.reserve(keys, now)
+	if !ok {
+		return LoginResult{}, node.RateLimited(wait, "too many failed logins; try again later")
 	}
+	defer attempt.settle(false) // unless kept below, as a wrong password
 
 	acct, err := s.Store.UserByNickname(ctx, nick)
 	registered := false
@@ -69,13 +68,16 @@ func (s *Service) Login(ctx context.Context, peer node.Peer, nickname, password,
 		if errors.Is(err, store.ErrConflict) { // someone registered it a moment ago: log in instead
 			acct, err = s.Store.UserByNickname(ctx, nick)
 			if err == nil {
-				err = s.checkPassword(ctx, acct, password, keys[:], now)
+				err = s.checkPassword(ctx, acct, password)
 			}
 		} else {
 			registered = err == nil
 		}
 	case err == nil:
-		err = s.checkPassword(ctx, acct, password, keys[:], now)
+		err = s.checkPassword(ctx, acct, password)
+	}
+	if e, ok := node.AsError(err); ok && e.Code == node.CodeAuthFailed {
+		attempt.settle(true)
 	}
 	if err != nil {
 		return LoginResult{}, hashError(err)
@@ -83,7 +85,11 @@ func (s *Service) Login(ctx context.Context, peer node.Peer, nickname, password,
 	if acct.Banned(now) {
 		return LoginResult{}, node.Errorf(node.CodeForbidden, "banned until %s", acct.BannedUntil.UTC().Format(time.RFC3339))
 	}
+	attempt.settle(false)
 	s.failures.reset(keys[0].key)
+	if err := s.allowAttach(acct.ID); err != nil {
+		return LoginResult{}, err
+	}
 	sess, err := s.Sessions.Create(ctx, acct.ID)
 	if err != nil {
 		return LoginResult{}, err
@@ -118,20 +124,14 @@ func (s *Service) register(ctx context.Context, nick, password, brief, ip string
 	return acct, nil
 }
 
-type throttleKey = struct {
-	key   string
-	limit int
-}
-
-func (s *Service) checkPassword(ctx context.Context, acct model.Account, password string, keys []throttleKey, now time.Time) error {
+// checkPassword verifies password against acct's hash (auth_failed when
+// wrong; the caller counts the failure) and upgrades a stale hash.
+func (s *Service) checkPassword(ctx context.Context, acct model.Account, password string) error {
 	ok, stale, err := s.hasher.Verify(ctx, acct.PasswordHash, password)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		for _, k := range keys {
-			s.failures.add(k.key, max(k.limit, 1), now)
-		}
 		return node.Errorf(node.CodeAuthFailed, "wrong password for this nickname")
 	}
 	if stale {

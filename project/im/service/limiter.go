@@ -13,10 +13,101 @@ type windowLimiter struct {
 	mu     sync.Mutex
 	window time.Duration
 	events map[string][]time.Time // oldest first, at most the largest limit asked
+	// pending counts, per key, the events reserved and not yet settled
+	// (a login whose password is being hashed).
+	pending map[string]int
 }
 
 func newWindowLimiter(window time.Duration) *windowLimiter {
-	return &windowLimiter{window: window, events: map[string][]time.Time{}}
+	return &windowLimiter{window: window, events: map[string][]time.Time{}, pending: map[string]int{}}
+}
+
+// pendingRetry is the wait a client is told when a key is at its limit
+// only because of attempts still being decided: they end within a hash.
+const pendingRetry = 250 * time.Millisecond
+
+// limitKey is one key an attempt counts against, with its limit. With
+// ifFirstHasEvents it binds only when the first key of the attempt already
+// has events in the window (the per-nickname limit binds only addresses
+// that failed for the nickname themselves), though it is counted always.
+type limitKey struct {
+	key              string
+	limit            int
+	ifFirstHasEvents bool
+}
+
+// reserve counts one attempt against every key at once, unless a key is
+// at its limit, in which case it counts nothing and says how long to wait.
+// The check and the count are one step under the lock, so attempts that
+// arrive together cannot all pass the check before any is counted. The
+// caller settles the reservation when the attempt's outcome is known:
+// kept (a failure) or taken back.
+func (w *windowLimiter) reserve(keys []limitKey, now time.Time) (reservation, time.Duration, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	firstHas := len(keys) > 0 && len(w.pruneLocked(keys[0].key, now)) > 0
+	for _, k := range keys {
+		if k.limit <= 0 || (k.ifFirstHasEvents && !firstHas) {
+			continue
+		}
+		ev := w.pruneLocked(k.key, now)
+		if len(ev) < k.limit {
+			continue
+		}
+		if len(ev)-w.pending[k.key] < k.limit {
+			return reservation{}, pendingRetry, false
+		}
+		return reservation{}, ev[len(ev)-k.limit].Add(w.window).Sub(now), false
+	}
+	for _, k := range keys {
+		ev := append(w.pruneLocked(k.key, now), now)
+		if keep := max(k.limit, 1); len(ev) > keep {
+			ev = ev[len(ev)-keep:]
+		}
+		w.events[k.key] = ev
+		w.pending[k.key]++
+	}
+	return reservation{w: w, keys: keys, at: now}, 0, true
+}
+
+// reservation is an attempt reserve counted and nobody settled yet.
+type reservation struct {
+	w    *windowLimiter
+	keys []limitKey
+	at   time.Time
+}
+
+// settle decides a reservation: keep leaves the attempt counted (it
+// failed); otherwise it is taken back, as if it had never been made.
+// Settling twice, or a zero reservation, does nothing.
+func (r *reservation) settle(keep bool) {
+	w := r.w
+	if w == nil {
+		return
+	}
+	r.w = nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, k := range r.keys {
+		if w.pending[k.key]--; w.pending[k.key] <= 0 {
+			delete(w.pending, k.key)
+		}
+		if keep {
+			continue
+		}
+		ev := w.events[k.key]
+		for i := len(ev) - 1; i >= 0; i-- {
+			if ev[i].Equal(r.at) {
+				ev = append(ev[:i], ev[i+1:]...)
+				break
+			}
+		}
+		if len(ev) == 0 {
+			delete(w.events, k.key)
+		} else {
+			w.events[k.key] = ev
+		}
+	}
 }
 
 // blocked reports whether key has limit or more events in the window, and
@@ -32,13 +123,6 @@ func (w *windowLimiter) blocked(key string, limit int, now time.Time) (time.Dura
 		return 0, false
 	}
 	return ev[len(ev)-limit].Add(w.window).Sub(now), true
-}
-
-// count is how many events key has in the window.
-func (w *windowLimiter) count(key string, now time.Time) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.pruneLocked(key, now))
 }
 
 // add records an event for key, keeping at most keep of them.
@@ -83,11 +167,18 @@ func (w *windowLimiter) sweep(now time.Time) {
 
 // userLimiter is a token bucket per user, shared by all of the user's
 // connections and transports (N tabs never get N times the rate).
-type userLimiter struct {
+type userLimiter = keyedLimiter[int64]
+
+func newUserLimiter(perSecond, burst int) *userLimiter {
+	return newKeyedLimiter[int64](perSecond, burst)
+}
+
+// keyedLimiter is a token bucket per key: a user, an address.
+type keyedLimiter[K comparable] struct {
 	mu      sync.Mutex
 	limit   rate.Limit
 	burst   int
-	buckets map[int64]*bucket
+	buckets map[K]*bucket
 }
 
 type bucket struct {
@@ -95,17 +186,17 @@ type bucket struct {
 	last time.Time
 }
 
-func newUserLimiter(perSecond, burst int) *userLimiter {
-	return &userLimiter{limit: rate.Limit(perSecond), burst: burst, buckets: map[int64]*bucket{}}
+func newKeyedLimiter[K comparable](perSecond, burst int) *keyedLimiter[K] {
+	return &keyedLimiter[K]{limit: rate.Limit(perSecond), burst: burst, buckets: map[K]*bucket{}}
 }
 
-// allow takes a token for user, or says how long until one is free.
-func (u *userLimiter) allow(user int64, now time.Time) (time.Duration, bool) {
+// allow takes a token for key, or says how long until one is free.
+func (u *keyedLimiter[K]) allow(key K, now time.Time) (time.Duration, bool) {
 	u.mu.Lock()
-	b := u.buckets[user]
+	b := u.buckets[key]
 	if b == nil {
 		b = &bucket{lim: rate.NewLimiter(u.limit, u.burst)}
-		u.buckets[user] = b
+		u.buckets[key] = b
 	}
 	b.last = now
 	u.mu.Unlock()
@@ -120,8 +211,8 @@ func (u *userLimiter) allow(user int64, now time.Time) (time.Duration, bool) {
 	return 0, true
 }
 
-// setRate changes the rate for every user (a reload).
-func (u *userLimiter) setRate(perSecond, burst int) {
+// setRate changes the rate for every key (a reload).
+func (u *keyedLimiter[K]) setRate(perSecond, burst int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.limit, u.burst = rate.Limit(perSecond), burst
@@ -132,7 +223,7 @@ func (u *userLimiter) setRate(perSecond, burst int) {
 }
 
 // sweep drops buckets idle long enough to be full again.
-func (u *userLimiter) sweep(now time.Time) {
+func (u *keyedLimiter[K]) sweep(now time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for id, b := range u.buckets {

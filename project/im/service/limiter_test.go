@@ -130,3 +130,63 @@ func TestUserLimiterSharedAcrossGoroutines(t *testing.T) {
 		t.Fatalf("%d of 100 simultaneous sends allowed; want the burst, 20", allowed)
 	}
 }
+
+// reserve counts before the outcome is known: of many attempts at once,
+// exactly the limit get through; taking them back frees their places;
+// while they are undecided the wait told is short.
+func TestWindowLimiterReserve(t *testing.T) {
+	w := newWindowLimiter(5 * time.Minute)
+	now := time.Now()
+	keys := []limitKey{{key: "na|n|ip", limit: 5}, {key: "a|ip", limit: 30}, {key: "n|n", limit: 50, ifFirstHasEvents: true}}
+	var (
+		mu      sync.Mutex
+		granted []reservation
+		waits   []time.Duration
+		wg      sync.WaitGroup
+	)
+	for range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, wait, ok := w.reserve(keys, now)
+			mu.Lock()
+			defer mu.Unlock()
+			if ok {
+				granted = append(granted, r)
+			} else {
+				waits = append(waits, wait)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(granted) != 5 {
+		t.Fatalf("%d of 60 attempts at once were let through, want 5", len(granted))
+	}
+	for _, wait := range waits {
+		if wait != pendingRetry {
+			t.Fatalf("wait %v while the attempts are undecided, want %v", wait, pendingRetry)
+		}
+	}
+	for i := range granted[:4] {
+		granted[i].settle(false) // right passwords: taken back
+	}
+	granted[4].settle(true)  // a wrong one: kept
+	granted[4].settle(false) // settled once only
+	for i := range 4 {
+		r, _, ok := w.reserve(keys, now)
+		if !ok {
+			t.Fatalf("attempt %d after 4 were taken back: refused", i)
+		}
+		r.settle(true)
+	}
+	if _, wait, ok := w.reserve(keys, now); ok || wait <= pendingRetry {
+		t.Fatalf("after 5 kept failures: ok=%v wait=%v, want refused until the window passes", ok, wait)
+	}
+	// The per-nickname key binds only an address that failed itself.
+	other := []limitKey{{key: "na|n|ip2", limit: 5}, {key: "a|ip2", limit: 30}, {key: "n|n", limit: 5, ifFirstHasEvents: true}}
+	if r, _, ok := w.reserve(other, now); !ok {
+		t.Fatalf("another address, no failures of its own: refused by the nickname's")
+	} else {
+		r.settle(false)
+	}
+}

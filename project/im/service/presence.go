@@ -14,10 +14,16 @@ type presenceEvent struct {
 	Places int        `json:"places"`
 }
 
-// PresenceChanged is the hub's presence callback: one im/presence to every
-// logged-in connection that watches presence, per change, never the whole
-// list.
+// PresenceChanged is the hub's presence callback, told every change in
+// order: an im/presence to every logged-in connection that watches
+// presence, never the whole list, at most one a second per user with the
+// changes in between folded into it (presencefold.go).
 func (s *Service) PresenceChanged(user int64, online bool, places int) {
+	s.presence.change(user, online, places, s.Now())
+}
+
+// pushPresence sends one im/presence about user.
+func (s *Service) pushPresence(user int64, online bool, places int) {
 	acct, err := s.account(context.Background(), user)
 	if err != nil {
 		s.Log.Warn("presence: unknown user", "user", user, "err", err)

@@ -80,6 +80,9 @@ type Service struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	started  time.Time
+
+	admission *admission // new connections and resumes
+	presence  *presenceFolder
 }
 
 // New makes the service and starts its janitor (Close stops it).
@@ -106,6 +109,8 @@ func New(d Deps, cfg config.Config) *Service {
 		stop:     make(chan struct{}),
 		started:  d.Now(),
 	}
+	s.admission = newAdmission(cfg.Limits)
+	s.presence = newPresenceFolder(presenceInterval, s.pushPresence)
 	limits := cfg.Limits
 	s.limits.Store(&limits)
 	if cfg.Auth.ArgonMemoryKiB < 19456 || cfg.Auth.ArgonTime < 2 {
@@ -125,10 +130,11 @@ func (s *Service) Reload(l config.Limits) {
 	s.sends.setRate(l.MessagesPerSecond, l.MessageBurst)
 	s.typing.setRate(l.TypingPerSecond, l.TypingPerSecond)
 	s.updates.setRate(l.MessagesPerSecond, l.MessageBurst)
+	s.admission.setRate(l)
 }
 
 // Close stops the janitor.
-func (s *Service) Close() { s.stopOnce.Do(func() { close(s.stop) }) }
+func (s *Service) Close() { s.stopOnce.Do(func() { close(s.stop); s.presence.close() }) }
 
 func (s *Service) janitor() {
 	t := time.NewTicker(time.Minute)
@@ -144,6 +150,8 @@ func (s *Service) janitor() {
 			s.sends.sweep(now)
 			s.typing.sweep(now)
 			s.updates.sweep(now)
+			s.admission.sweep(now)
+			s.presence.sweep(now)
 		}
 	}
 }
