@@ -8,7 +8,10 @@ package imtest
 // seq they saw and must end up with every acknowledged message, once.
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
@@ -16,6 +19,7 @@ import (
 	"time"
 
 	"dce/app/servertest"
+	"dce/app/wire"
 	"dce/common/config"
 )
 
@@ -98,19 +102,98 @@ func orderStart(t *testing.T) *servertest.Server {
 	})
 }
 
+// orderUDP is a UDP reader with a receive buffer big enough for a whole
+// burst: the kernel's default (about 200 KiB of datagram memory) holds
+// fewer than 240 pushes, and UDP drops what does not fit.
+type orderUDP struct {
+	conn    *net.UDPConn
+	mu      sync.Mutex
+	frames  []servertest.Frame // everything that is not a reply
+	replies map[string]chan servertest.Frame
+}
+
 // orderUDPLogin logs nickname in over UDP, proving the address when the
-// reply asks for it (PROTOCOL.md section 1), and returns the client.
-func orderUDPLogin(t *testing.T, s *servertest.Server, nickname string) *servertest.Client {
+// reply asks for it (PROTOCOL.md section 1), and returns the reader.
+func orderUDPLogin(t *testing.T, s *servertest.Server, nickname string) *orderUDP {
 	t.Helper()
-	c := s.DialUDP(t)
+	addr, err := net.ResolveUDPAddr("udp", s.UDPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialUDP("udp", nil, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := conn.SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	u := &orderUDP{conn: conn, replies: map[string]chan servertest.Frame{}}
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := conn.Read(buf)
+			if errors.Is(err, net.ErrClosed) {
+				return
+			} else if err != nil {
+				continue // ICMP unreachable and the like
+			}
+			f, err := wire.Parse(buf[:n], 0)
+			if err != nil {
+				continue
+			}
+			frame := servertest.Frame{Path: f.Path, ID: f.ID, Body: append(json.RawMessage(nil), f.Body...), At: time.Now()}
+			u.mu.Lock()
+			if w, ok := u.replies[f.Path+":"+f.ID]; ok && f.ID != "" {
+				delete(u.replies, f.Path+":"+f.ID)
+				w <- frame
+			} else {
+				u.frames = append(u.frames, frame)
+			}
+			u.mu.Unlock()
+		}
+	}()
 	var r struct {
 		Verify string `json:"verify"`
 	}
-	c.OK("im/login", map[string]string{"nickname": nickname, "password": "password-" + nickname}, &r)
+	u.ok(t, "1", "im/login", map[string]string{"nickname": nickname, "password": "password-" + nickname}).Decode(t, &r)
 	if r.Verify != "" {
-		c.OK("im/verify", map[string]string{"token": r.Verify}, nil)
+		u.ok(t, "2", "im/verify", map[string]string{"token": r.Verify})
 	}
-	return c
+	return u
+}
+
+// ok sends a request and returns its successful reply.
+func (u *orderUDP) ok(t *testing.T, id, path string, body any) servertest.Frame {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := make(chan servertest.Frame, 1)
+	u.mu.Lock()
+	u.replies[path+":"+id] = w
+	u.mu.Unlock()
+	if _, err := u.conn.Write(wire.AppendFrame(nil, path, id, b)); err != nil {
+		t.Fatalf("udp %s: %v", path, err)
+	}
+	select {
+	case f := <-w:
+		if code := f.ErrorCode(); code != "" {
+			t.Fatalf("udp %s: %s", path, f.Body)
+		}
+		return f
+	case <-time.After(orderWait):
+		t.Fatalf("udp %s: no reply", path)
+		return servertest.Frame{}
+	}
+}
+
+// Pushes is every frame received that was not a reply.
+func (u *orderUDP) Pushes() []servertest.Frame {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.frames)
 }
 
 // orderDropper is a reader that drops its connection after orderDropAt
@@ -361,11 +444,11 @@ func orderRun(t *testing.T, private bool) {
 	}
 
 	// The readers that stayed get every message as a push, in seq order.
-	readers := map[string]*servertest.Client{"websocket reader": ws, "tcp reader": tcp, "udp reader": udp}
+	readers := map[string]interface{ Pushes() []servertest.Frame }{"websocket reader": ws, "tcp reader": tcp, "udp reader": udp}
 	for name, c := range readers {
-		servertest.Eventually(t, orderWait, name+"'s pushes", func() bool {
-			return len(orderFromFrames(t, name, c.Pushes()).list()) >= orderTotal
-		})
+		if !loadWait(5*time.Second, func() bool { return len(orderFromFrames(t, name, c.Pushes()).list()) >= orderTotal }) {
+			t.Errorf("%s: %d of %d pushes", name, len(orderFromFrames(t, name, c.Pushes()).list()), orderTotal)
+		}
 	}
 	time.Sleep(200 * time.Millisecond) // a duplicate would come now
 	for name, c := range readers {
