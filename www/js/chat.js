@@ -56,8 +56,10 @@ export function start({Client, ProtoError, R}) {
     stores: new Map(), // conv -> {byId, ids (sorted), more, loaded, loading, error}
     els: new Map(), // message id -> element, for the open conversation
     outbox: [], // [{cid, to, text, kind, file, ts, state, error}]
-    lastSeq: 0,
+    lastSeq: 0, // the sync point: every change up to it is here (kept in sessionStorage)
     freshSeq: false, // this tab has no sync point yet: the first loads set it
+    caughtUp: false, // this connection's catch-up (im/sync) is done: pushes move lastSeq
+    pushSeq: 0, // the highest seq pushed on this connection during its catch-up
     readSent: new Map(), // conv -> newest id we marked read
     readBy: new Map(), // conv -> id the other party has read up to
     typing: new Map(), // conv -> Map(user id -> {user, timer})
@@ -120,6 +122,12 @@ export function start({Client, ProtoError, R}) {
 
   async function handshake() {
     const gen = ++S.gen;
+    // Until the catch-up below is done, pushes on this connection do not
+    // move the sync point: pushes come in seq order (PROTOCOL.md section
+    // 1), but the changes made while we were away come from im/sync, from
+    // the sync point as it was when the connection opened.
+    S.caughtUp = false;
+    S.pushSeq = 0;
     everOpened = true;
     hideNotice();
     let r;
@@ -159,9 +167,10 @@ export function start({Client, ProtoError, R}) {
         await loadNewest(S.conv, gen);
         if (gen !== S.gen) return;
       }
-      // Every message stored, edited or deleted while we were away.
+      // Every message stored, edited or deleted while we were away, then
+      // the open conversation shown with them.
       S.freshSeq = false;
-      await syncAll(gen);
+      await catchUp(gen);
       if (gen !== S.gen) return;
     } catch (err) {
       // A bug in the catch-up must not leave the page stuck: go on.
@@ -179,6 +188,7 @@ export function start({Client, ProtoError, R}) {
   function closed(info) {
     S.gen++;
     S.ready = false;
+    S.caughtUp = false;
     for (const i of S.outbox) if (i.state === 'sending') i.state = 'queued';
     clearTyping();
     if (!S.me && !everOpened) {
@@ -341,6 +351,27 @@ export function start({Client, ProtoError, R}) {
     if (conv === S.conv) renderConv(false);
   }
 
+  // catchUp brings this connection up to date: im/sync from the sync
+  // point (retried while it fails and the connection stays), then the
+  // pushes that came meanwhile move the sync point, and the open
+  // conversation is shown with everything merged (or loaded, if it is not).
+  async function catchUp(gen) {
+    for (let wait = 1000; !(await syncAll(gen)); wait = Math.min(2 * wait, 30000)) {
+      if (gen !== S.gen) return;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      if (gen !== S.gen) return;
+    }
+    if (gen !== S.gen) return;
+    S.caughtUp = true;
+    trackSeq(S.pushSeq);
+    const st = storeFor(S.conv);
+    if (!st.loaded) await loadNewest(S.conv, gen);
+    else renderConv(false);
+    renderConvList();
+  }
+
+  // syncAll merges every change after the sync point, paging while the
+  // server has more. It reports whether it got to the end (or started over).
   async function syncAll(gen) {
     let since = S.lastSeq;
     let touched = false;
@@ -350,14 +381,14 @@ export function start({Client, ProtoError, R}) {
         r = await client.request('im/sync', {since, limit: 500});
       } catch (err) {
         failed(err, 'Could not catch up');
-        return;
+        return false;
       }
-      if (gen !== S.gen) return;
+      if (gen !== S.gen) return false;
       const latest = Number(r.seq);
       if (Number.isFinite(latest) && latest < since) {
         // The server's sequence went back: it is a new store. Start over.
         await startOver(gen, latest);
-        return;
+        return true;
       }
       const list = Array.isArray(r.messages) ? r.messages : [];
       for (const m of list) {
@@ -370,11 +401,12 @@ export function start({Client, ProtoError, R}) {
       if (!r.more || !list.length) {
         if (touched) renderConv(false);
         renderConvList();
-        return;
+        return true;
       }
     }
     // Too far behind to replay: drop the caches and load the newest again.
     await startOver(gen, since);
+    return true;
   }
 
   async function startOver(gen, seq) {
@@ -487,9 +519,11 @@ export function start({Client, ProtoError, R}) {
   }
 
   function trackSeqFor(m, source) {
-    // Pushes and sync results advance the sync point; loaded history only
-    // does before the tab has one (S.freshSeq).
-    if (source === 'push' || source === 'sync') trackSeq(m.seq);
+    // Sync results advance the sync point, and so do pushes once this
+    // connection has caught up (before, they are kept in pushSeq); loaded
+    // history only does before the tab has one (S.freshSeq).
+    if (source === 'sync' || (source === 'push' && S.caughtUp)) trackSeq(m.seq);
+    else if (source === 'push' && typeof m.seq === 'number' && m.seq > S.pushSeq) S.pushSeq = m.seq;
   }
 
   function bumpConv(m, isNew, source) {
@@ -1242,6 +1276,8 @@ export function start({Client, ProtoError, R}) {
     S.conv = LOBBY;
     S.lastSeq = 0;
     S.freshSeq = false;
+    S.caughtUp = false;
+    S.pushSeq = 0;
     S.online.clear();
     S.people.clear();
     S.groups.clear();

@@ -28,6 +28,8 @@ function isErrorReply(body) {
     body.error !== null && typeof body.error === 'object' && typeof body.error.code === 'string';
 }
 
+const utf8 = new TextDecoder();
+
 export class Client {
   // url: the WebSocket URL. opts: timeout (ms per request), minDelay and
   // maxDelay (reconnect backoff), pingEvery (ms between liveness pings),
@@ -149,6 +151,9 @@ export class Client {
       return;
     }
     this.ws = ws;
+    // Binary frames are decoded at once, so that frames are handled in the
+    // order they came (a Blob's text() would let later frames overtake).
+    ws.binaryType = 'arraybuffer';
     ws.onopen = () => {
       if (this.ws !== ws) return;
       this.open = true;
@@ -162,7 +167,7 @@ export class Client {
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;
       if (typeof ev.data === 'string') this.receive(ev.data);
-      else if (ev.data instanceof Blob) ev.data.text().then((t) => { if (this.ws === ws) this.receive(t); });
+      else if (ev.data instanceof ArrayBuffer) this.receive(utf8.decode(ev.data));
     };
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;

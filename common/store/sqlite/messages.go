@@ -26,7 +26,7 @@ const (
 // sender gives store.ErrNotFound. If ctx ends while waiting, Append returns
 // ctx.Err() and the message may or may not be stored.
 func (db *DB) Append(ctx context.Context, m model.NewMessage) (msg model.Message, duplicate bool, err error) {
-	return db.AppendLater(ctx, m)()
+	return db.AppendLater(ctx, m, nil)()
 }
 
 // AppendLater is Append in two steps: it queues the message for the writer
@@ -34,67 +34,98 @@ func (db *DB) Append(ctx context.Context, m model.NewMessage) (msg model.Message
 // Append would. Messages queued one after another by one goroutine are
 // stored in that order, so a connection can send the next message while
 // the previous one is committing.
-func (db *DB) AppendLater(ctx context.Context, m model.NewMessage) func() (model.Message, bool, error) {
-	// The closure's results are read only after it has been answered: if
-	// ctx ends first, the writer may still be running it.
-	var (
-		stored                     model.Message
-		isDuplicate, missingSender bool
-	)
-	request, err := db.submit(ctx, func(tx *sql.Tx) error {
-		stored = model.Message{
-			Seq: db.takeSeq(), Key: m.Key, Conv: string(m.Key), From: model.User{ID: m.Sender},
-			To: m.To, ToUser: m.ToUser, Kind: m.Kind, Text: m.Text, CID: m.CID, TS: m.TS,
-		}
-		isDuplicate, missingSender = false, false
-		// Exec, not RETURNING: RETURNING buffers its rows in a temporary
-		// table, which costs the single writer measurably more per row.
-		result, err := db.inTx(tx, db.statements.insertMessage).Exec(stored.Seq, string(m.Key), m.Sender, m.To, m.ToUser,
-			m.Kind, m.Text, m.FileID, m.CID, m.TS)
-		if isForeignKeyViolation(err) {
-			db.nextSeq = stored.Seq // the seq goes back unused
-			missingSender = true    // the statement was undone alone; the transaction goes on
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		inserted, err := result.RowsAffected()
-		if err != nil {
-			return err
-		}
-		if inserted == 1 {
-			if stored.ID, err = result.LastInsertId(); err != nil {
-				return err
-			}
-			if m.ToUser != 0 {
-				return db.noteDirect(tx, m.Sender, m.ToUser, string(m.Key))
-			}
-			return nil
-		}
-		// ON CONFLICT DO NOTHING: (sender, cid) is taken. The seq goes back
-		// unused; the stored message is the answer.
-		db.nextSeq = stored.Seq
-		isDuplicate = true
-		stored = model.Message{From: model.User{ID: m.Sender}, CID: m.CID}
-		var key string
-		err = db.inTx(tx, db.statements.messageByCID).QueryRow(m.Sender, m.CID).Scan(&stored.ID, &stored.Seq, &key,
-			&stored.To, &stored.ToUser, &stored.Kind, &stored.Text, &stored.TS, &stored.Edited, &stored.Deleted)
-		stored.Key, stored.Conv = model.ConvKey(key), key
-		return err
-	})
-	return func() (model.Message, bool, error) {
-		if err == nil {
-			err = db.wait(ctx, request)
-		}
-		if err != nil {
-			return model.Message{}, false, err
-		}
-		if missingSender {
-			return model.Message{}, false, store.ErrNotFound
-		}
-		return stored, isDuplicate, nil
+//
+// published, if not nil, is called with the message (as Append returns
+// it) once the commit that holds it is durable, if it was stored: not for
+// a duplicate cid, an unknown sender or a failed write. It is called on
+// the store's publisher goroutine, in seq order with every other change's
+// (see writer.go), before the returned function returns; also when ctx
+// ends first, if the message was stored all the same.
+func (db *DB) AppendLater(ctx context.Context, m model.NewMessage, published func(model.Message)) func() (model.Message, bool, error) {
+	a := &appending{db: db, m: m, published: published}
+	a.request = writeRequest{ctx: ctx, write: a, done: make(chan error, 1)}
+	a.err = db.submit(&a.request)
+	return a.wait
+}
+
+// appending is one AppendLater: the write, and its outcome. The outcome is
+// read only once the request has been answered: if ctx ends first, the
+// writer may still be running it.
+type appending struct {
+	request   writeRequest
+	db        *DB
+	m         model.NewMessage
+	published func(model.Message)
+	err       error // from submit
+
+	stored                     model.Message
+	isDuplicate, missingSender bool
+}
+
+func (a *appending) apply(tx *sql.Tx) error {
+	db, m := a.db, &a.m
+	a.stored = model.Message{
+		Seq: db.takeSeq(), Key: m.Key, Conv: string(m.Key), From: model.User{ID: m.Sender},
+		To: m.To, ToUser: m.ToUser, Kind: m.Kind, Text: m.Text, CID: m.CID, TS: m.TS,
 	}
+	a.isDuplicate, a.missingSender = false, false
+	// Exec, not RETURNING: RETURNING buffers its rows in a temporary
+	// table, which costs the single writer measurably more per row.
+	result, err := db.inTx(tx, db.statements.insertMessage).Exec(a.stored.Seq, string(m.Key), m.Sender, m.To, m.ToUser,
+		m.Kind, m.Text, m.FileID, m.CID, m.TS)
+	if isForeignKeyViolation(err) {
+		db.nextSeq = a.stored.Seq // the seq goes back unused
+		a.missingSender = true    // the statement was undone alone; the transaction goes on
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	inserted, err := result.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if inserted == 1 {
+		if a.stored.ID, err = result.LastInsertId(); err != nil {
+			return err
+		}
+		if m.ToUser != 0 {
+			return db.noteDirect(tx, m.Sender, m.ToUser, string(m.Key))
+		}
+		return nil
+	}
+	// ON CONFLICT DO NOTHING: (sender, cid) is taken. The seq goes back
+	// unused; the stored message is the answer.
+	db.nextSeq = a.stored.Seq
+	a.isDuplicate = true
+	a.stored = model.Message{From: model.User{ID: m.Sender}, CID: m.CID}
+	var key string
+	err = db.inTx(tx, db.statements.messageByCID).QueryRow(m.Sender, m.CID).Scan(&a.stored.ID, &a.stored.Seq, &key,
+		&a.stored.To, &a.stored.ToUser, &a.stored.Kind, &a.stored.Text, &a.stored.TS, &a.stored.Edited, &a.stored.Deleted)
+	a.stored.Key, a.stored.Conv = model.ConvKey(key), key
+	return err
+}
+
+// committed publishes a message stored anew.
+func (a *appending) committed() {
+	if a.published != nil && !a.isDuplicate && !a.missingSender {
+		a.published(a.stored)
+	}
+}
+
+// wait is AppendLater's returned function.
+func (a *appending) wait() (model.Message, bool, error) {
+	err := a.err
+	if err == nil {
+		err = a.db.wait(&a.request)
+	}
+	if err != nil {
+		return model.Message{}, false, err
+	}
+	if a.missingSender {
+		return model.Message{}, false, store.ErrNotFound
+	}
+	return a.stored, a.isDuplicate, nil
 }
 
 // Load returns messages of the conversation key, oldest first, at most

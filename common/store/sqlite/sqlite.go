@@ -65,8 +65,10 @@ type DB struct {
 	closed     atomic.Bool // set once Close begins; writes and reads check it
 	requests   chan *writeRequest
 	maxBatch   int
-	writerDone chan struct{}
-	commits    atomic.Int64 // group commits done (Commits)
+	committed  chan []*writeRequest // committed batches, writer to publisher, in commit order
+	spares     chan []*writeRequest // empty batches, publisher to writer
+	writerDone chan struct{}        // closed once the writer and the publisher are done
+	commits    atomic.Int64         // group commits done (Commits)
 
 	// nextSeq is the seq the next change gets. Owned by the writer
 	// goroutine (and by Open before it starts); write closures use it
@@ -128,6 +130,11 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		db.maxBatch = DefaultMaxBatch
 	}
 	db.requests = make(chan *writeRequest, db.maxBatch)
+	db.committed = make(chan []*writeRequest, publisherLag)
+	db.spares = make(chan []*writeRequest, publisherLag)
+	for range publisherLag {
+		db.spares <- make([]*writeRequest, 0, db.maxBatch)
+	}
 
 	if db.writer, err = sql.Open("sqlite", dsn(path, synchronous, true)); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
@@ -159,6 +166,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		return nil, err
 	}
 	go db.runWriter()
+	go db.runPublisher()
 	if err := db.startJanitor(ctx, opts.SessionSweep); err != nil {
 		db.Close()
 		return nil, err

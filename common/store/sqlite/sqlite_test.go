@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -295,11 +296,20 @@ func TestOneBatch(t *testing.T) {
 		err       error
 	}
 	results := make([]result, 6)
+	var (
+		publishedMu sync.Mutex
+		published   []model.Message
+	)
+	publish := func(msg model.Message) {
+		publishedMu.Lock()
+		published = append(published, msg)
+		publishedMu.Unlock()
+	}
 	var wait sync.WaitGroup
 	for i := range results {
 		wait.Go(func() {
 			m := storetest.LobbyMessage(ann.ID, fmt.Sprint("text ", i), fmt.Sprint("cid-", i%3))
-			results[i].msg, results[i].duplicate, results[i].err = db.Append(ctx, m)
+			results[i].msg, results[i].duplicate, results[i].err = db.AppendLater(ctx, m, publish)()
 		})
 		waitQueued(t, db, i+1) // queue them in order
 	}
@@ -331,6 +341,15 @@ func TestOneBatch(t *testing.T) {
 			t.Errorf("seqs %d then %d: the duplicates or the failed write took seqs", results[i-1].msg.Seq, results[i].msg.Seq)
 		}
 	}
+	// The savepoint retry published each message stored anew once, in seq
+	// order; the duplicates and the failed write nothing.
+	var publishedSeqs []int64
+	for _, msg := range published {
+		publishedSeqs = append(publishedSeqs, msg.Seq)
+	}
+	if want := []int64{results[0].msg.Seq, results[1].msg.Seq, results[2].msg.Seq}; !slices.Equal(publishedSeqs, want) {
+		t.Errorf("published seqs %v, want %v", publishedSeqs, want)
+	}
 	if account, err := db.UserByID(ctx, ann.ID); err != nil || account.Brief == "half-done" {
 		t.Errorf("the failed write's change survived: %+v, %v", account, err)
 	}
@@ -351,10 +370,12 @@ func TestFailedCommitAcknowledgesNothing(t *testing.T) {
 	before := storetest.MustAppend(t, db, storetest.LobbyMessage(ann.ID, "before", ""))
 	release := holdWriter(t, db)
 	errs := make([]error, 5)
+	var published atomic.Int32
 	var wait sync.WaitGroup
 	for i := range errs {
 		wait.Go(func() {
-			_, _, errs[i] = db.Append(ctx, storetest.LobbyMessage(ann.ID, "doomed", fmt.Sprint(i)))
+			_, _, errs[i] = db.AppendLater(ctx, storetest.LobbyMessage(ann.ID, "doomed", fmt.Sprint(i)),
+				func(model.Message) { published.Add(1) })()
 		})
 	}
 	waitQueued(t, db, len(errs))
@@ -379,6 +400,9 @@ func TestFailedCommitAcknowledgesNothing(t *testing.T) {
 		if err == nil {
 			t.Errorf("append %d was acknowledged though its commit failed", i)
 		}
+	}
+	if n := published.Load(); n != 0 {
+		t.Errorf("%d appends of the failed commit were published", n)
 	}
 	if count, err := db.CountMessages(ctx); err != nil || count != 1 {
 		t.Errorf("CountMessages = %d, %v; want 1", count, err)

@@ -10,27 +10,45 @@ import (
 	"dce/common/store"
 )
 
-// The writer: one goroutine, one connection, group commit.
+// The writer: one goroutine, one connection, group commit; and the
+// publisher, one goroutine that finishes the committed batches in commit
+// order.
 //
 // Concurrency contract:
-//   - Every write is a closure func(tx *sql.Tx) error sent on db.requests
-//     by db.write. Only the writer goroutine (runWriter) runs closures and
-//     touches db.writer, db.nextSeq and the batch slice.
+//   - Every write is a writeRequest sent on db.requests by db.submit. Only
+//     the writer goroutine (runWriter) runs writes (apply) and touches
+//     db.writer, db.nextSeq and the batch being gathered.
 //   - db.gate (RWMutex) orders sending on db.requests against closing it.
 //     Senders hold it for reading while they check db.closed and send;
 //     Close sets db.closed, then holds it for writing while it closes the
 //     channel. There is no other lock, so there is no lock order to keep.
 //   - runWriter takes every request waiting (up to maxBatch), runs them in
-//     one IMMEDIATE transaction, COMMITs, and only then answers each
-//     request on its done channel (buffered, so answering never blocks).
-//     When requests is closed and drained it closes writerDone and exits.
+//     one IMMEDIATE transaction, COMMITs, and hands the batch, each request
+//     with its outcome in request.err, to the publisher on db.committed.
+//   - The publisher (runPublisher) takes the batches in the order they were
+//     committed and, for each request in batch order, runs its committed
+//     action if it succeeded, then answers it on its done channel
+//     (buffered, so answering never blocks). Seqs are taken inside the
+//     transaction (takeSeq) and batches commit one after another, so commit
+//     order is seq order: the committed actions of every write, whoever
+//     queued it, run one at a time, on one goroutine, in increasing seq
+//     order, each after the commit that holds its write is durable and
+//     before its waiter hears of it. A write that failed, or whose batch
+//     failed, runs none.
+//   - Batches go round between the two in db.spares: the writer takes an
+//     empty batch from it (waiting only while the publisher is
+//     publisherLag batches behind) and the publisher gives it back, so the
+//     pipeline is bounded and allocates nothing per batch.
+//   - When requests is closed and drained the writer closes db.committed
+//     and exits; the publisher finishes what is left, then closes
+//     writerDone.
 //
-// Rules for a write closure:
+// Rules for a write's apply:
 //   - It may run twice. The batch first runs with no savepoints (the fast
-//     path); if any closure returns an error, the transaction is rolled
-//     back and the batch runs again with each closure inside its own
-//     savepoint, so a failing write is undone alone and the others still
-//     commit. A closure therefore sets its results afresh on every run.
+//     path); if any apply returns an error, the transaction is rolled back
+//     and the batch runs again with each apply inside its own savepoint, so
+//     a failing write is undone alone and the others still commit. An
+//     apply therefore sets its results afresh on every run.
 //   - It returns an error only when something failed. An expected outcome
 //     that stores nothing (a taken nickname, no such row, a cid already
 //     used, a missing user refused by a foreign key) is a result it
@@ -41,14 +59,38 @@ import (
 //     up must not abort a transaction shared with others), uses tx only
 //     during the call, and never calls db.write (the writer would wait on
 //     itself).
+//
+// Rules for a write's committed action: it reads what apply recorded (the
+// last run is the one committed), must not wait for long (the next
+// batch's waiters wait behind it), and never waits on a write of this
+// store (the publisher would wait on itself).
+
+// A write is what a request asks of the writer.
+type write interface {
+	// apply runs the write in the batch's transaction (the rules above).
+	apply(tx *sql.Tx) error
+	// committed runs on the publisher once the commit that holds the
+	// write is durable, in commit order, before the waiter is answered.
+	committed()
+}
+
+// writeFunc is a write with nothing to do after its commit.
+type writeFunc func(tx *sql.Tx) error
+
+func (f writeFunc) apply(tx *sql.Tx) error { return f(tx) }
+func (writeFunc) committed()               {}
 
 // writeRequest is one write waiting for the writer.
 type writeRequest struct {
 	ctx   context.Context
-	apply func(tx *sql.Tx) error
-	done  chan error // buffered: the writer never blocks answering
+	write write
+	done  chan error // buffered: the publisher never blocks answering
 	err   error      // the request's own outcome, set by the writer
 }
+
+// publisherLag is how many committed batches may wait for the publisher
+// before the writer waits for it.
+const publisherLag = 4
 
 // errBatchRetry makes a batch run again with savepoints.
 var errBatchRetry = errors.New("sqlite: a write failed; retrying the batch with savepoints")
@@ -59,45 +101,44 @@ var errBatchRetry = errors.New("sqlite: a write failed; retrying the batch with 
 // the same idempotency key finds out). A request whose ctx has ended before
 // its batch starts is skipped.
 func (db *DB) write(ctx context.Context, apply func(tx *sql.Tx) error) error {
-	request, err := db.submit(ctx, apply)
-	if err != nil {
+	request := &writeRequest{ctx: ctx, write: writeFunc(apply), done: make(chan error, 1)}
+	if err := db.submit(request); err != nil {
 		return err
 	}
-	return db.wait(ctx, request)
+	return db.wait(request)
 }
 
-// submit queues apply for the writer without waiting for its commit:
+// submit queues request for the writer without waiting for its commit:
 // writes submitted one after another from one goroutine commit in that
 // order.
-func (db *DB) submit(ctx context.Context, apply func(tx *sql.Tx) error) (*writeRequest, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+func (db *DB) submit(request *writeRequest) error {
+	if err := request.ctx.Err(); err != nil {
+		return err
 	}
-	request := &writeRequest{ctx: ctx, apply: apply, done: make(chan error, 1)}
 	db.gate.RLock()
 	defer db.gate.RUnlock()
 	if db.closed.Load() {
-		return nil, store.ErrClosed
+		return store.ErrClosed
 	}
 	select {
 	case db.requests <- request:
-		return request, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil
+	case <-request.ctx.Done():
+		return request.ctx.Err()
 	}
 }
 
-// wait waits for a submitted write's commit, as write does.
-func (db *DB) wait(ctx context.Context, request *writeRequest) error {
+// wait waits for a submitted write's answer, as write does.
+func (db *DB) wait(request *writeRequest) error {
 	select {
 	case err := <-request.done:
 		return err
-	case <-ctx.Done():
+	case <-request.ctx.Done():
 		select {
 		case err := <-request.done: // answered meanwhile: report the outcome
 			return err
 		default:
-			return ctx.Err()
+			return request.ctx.Err()
 		}
 	}
 }
@@ -159,14 +200,13 @@ func (db *DB) forgetDirect(mark int) {
 
 // runWriter is the writer goroutine.
 func (db *DB) runWriter() {
-	defer close(db.writerDone)
-	batch := make([]*writeRequest, 0, db.maxBatch)
+	defer close(db.committed)
 	for {
 		first, ok := <-db.requests
 		if !ok {
 			return
 		}
-		batch = append(batch[:0], first)
+		batch := append(<-db.spares, first)
 		gathered := 0 // batch size at the last yield
 	gather:
 		for len(batch) < db.maxBatch {
@@ -187,11 +227,28 @@ func (db *DB) runWriter() {
 			}
 		}
 		db.commit(batch)
-		clear(batch) // let the finished requests be collected
+		db.committed <- batch // never blocks: there are only as many batches as its room
 	}
 }
 
-// commit runs one batch and answers every request in it.
+// runPublisher is the publisher goroutine: for each committed batch, in
+// commit order, it runs the committed action of every write that
+// succeeded, then answers the requests, and gives the batch back.
+func (db *DB) runPublisher() {
+	defer close(db.writerDone)
+	for batch := range db.committed {
+		for _, request := range batch {
+			if request.err == nil {
+				request.write.committed()
+			}
+			request.done <- request.err
+		}
+		clear(batch) // let the finished requests be collected
+		db.spares <- batch[:0]
+	}
+}
+
+// commit runs one batch and records every request's outcome in its err.
 func (db *DB) commit(batch []*writeRequest) {
 	live := 0
 	for _, request := range batch {
@@ -200,18 +257,18 @@ func (db *DB) commit(batch []*writeRequest) {
 			live++
 		}
 	}
-	var err error
-	if live > 0 {
-		err = db.runBatch(batch, false)
-		if errors.Is(err, errBatchRetry) {
-			err = db.runBatch(batch, true)
-		}
+	if live == 0 {
+		return
 	}
-	for _, request := range batch {
-		if request.err != nil {
-			request.done <- request.err
-		} else {
-			request.done <- err
+	err := db.runBatch(batch, false)
+	if errors.Is(err, errBatchRetry) {
+		err = db.runBatch(batch, true)
+	}
+	if err != nil { // nothing of the batch is stored
+		for _, request := range batch {
+			if request.err == nil {
+				request.err = err
+			}
 		}
 	}
 }
@@ -249,7 +306,7 @@ func (db *DB) runBatch(batch []*writeRequest, savepoints bool) (err error) {
 			continue
 		}
 		if !savepoints {
-			if request.apply(tx) != nil {
+			if request.write.apply(tx) != nil {
 				return errBatchRetry
 			}
 			continue
@@ -272,7 +329,7 @@ func (db *DB) runInSavepoint(tx *sql.Tx, request *writeRequest) error {
 		return fmt.Errorf("sqlite: savepoint: %w", err)
 	}
 	seqBefore, directBefore := db.nextSeq, len(db.directAdded)
-	if request.err = request.apply(tx); request.err != nil {
+	if request.err = request.write.apply(tx); request.err != nil {
 		db.nextSeq = seqBefore
 		db.forgetDirect(directBefore)
 		if _, err := tx.Exec(`ROLLBACK TO write_request`); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"dce/common/model"
@@ -86,9 +87,9 @@ func testAppendLaterKeepsOrder(t *testing.T, db Engine) {
 	}()
 	var waits []func() (model.Message, bool, error)
 	for i := range 200 {
-		waits = append(waits, db.AppendLater(ctx, LobbyMessage(ann.ID, fmt.Sprint("ann ", i), fmt.Sprint("c-", i))))
+		waits = append(waits, db.AppendLater(ctx, LobbyMessage(ann.ID, fmt.Sprint("ann ", i), fmt.Sprint("c-", i)), nil))
 	}
-	waits = append(waits, db.AppendLater(ctx, LobbyMessage(ann.ID, "ann again", "c-7")))
+	waits = append(waits, db.AppendLater(ctx, LobbyMessage(ann.ID, "ann again", "c-7"), nil))
 	var previous model.Message
 	for i, wait := range waits[:200] {
 		msg, duplicate, err := wait()
@@ -303,5 +304,96 @@ func testIntegrityCheck(t *testing.T, db Engine) {
 	MustAppend(t, db, LobbyMessage(ann.ID, "hello", ""))
 	if result, err := db.IntegrityCheck(context.Background()); err != nil || result != "ok" {
 		t.Errorf("IntegrityCheck = %q, %v; want ok", result, err)
+	}
+}
+
+// testAppendPublishedInSeqOrder: the after-commit action of AppendLater
+// (the push) is called once for each message stored anew, after its
+// commit (a reader sees it), before its wait returns, one at a time and in
+// increasing seq order across concurrent writers, private and lobby
+// messages alike; never for a duplicate cid, an unknown sender or a
+// request whose ctx ended before it was queued.
+func testAppendPublishedInSeqOrder(t *testing.T, db Engine) {
+	ctx := context.Background()
+	ann := MustCreateUser(t, db, "Ann")
+	bob := MustCreateUser(t, db, "Bob")
+	var (
+		mutex     sync.Mutex
+		published []model.Message
+		running   atomic.Int32
+	)
+	publish := func(msg model.Message) {
+		if running.Add(1) != 1 {
+			t.Errorf("published called for seq %d while another call was running", msg.Seq)
+		}
+		defer running.Add(-1)
+		if last, err := db.LastSeq(ctx); err != nil || last < msg.Seq {
+			t.Errorf("published called for seq %d before its commit: the last committed seq is %d (%v)", msg.Seq, last, err)
+		}
+		mutex.Lock()
+		published = append(published, msg)
+		mutex.Unlock()
+	}
+	isPublished := func(id int64) bool {
+		mutex.Lock()
+		defer mutex.Unlock()
+		return slices.ContainsFunc(published, func(m model.Message) bool { return m.ID == id })
+	}
+
+	const writers, each = 16, 25
+	var wait sync.WaitGroup
+	for w := range writers {
+		wait.Go(func() {
+			var waits []func() (model.Message, bool, error)
+			for i := range each { // pipelined, as a connection sends
+				m := LobbyMessage(ann.ID, fmt.Sprint(w, "/", i), fmt.Sprint("w", w, "-", i))
+				if w%2 == 1 {
+					m = DirectMessage(bob.ID, ann.ID, fmt.Sprint(w, "/", i), fmt.Sprint("w", w, "-", i))
+				}
+				waits = append(waits, db.AppendLater(ctx, m, publish))
+			}
+			for _, wait := range waits {
+				msg, duplicate, err := wait()
+				if err != nil || duplicate {
+					t.Errorf("AppendLater: %v, duplicate %v", err, duplicate)
+					return
+				}
+				if !isPublished(msg.ID) {
+					t.Errorf("the wait for message %d returned before its published call", msg.ID)
+				}
+			}
+		})
+	}
+	wait.Wait()
+	if len(published) != writers*each {
+		t.Fatalf("published called %d times for %d messages", len(published), writers*each)
+	}
+	for i := 1; i < len(published); i++ {
+		if published[i].Seq <= published[i-1].Seq {
+			t.Fatalf("published call %d has seq %d after seq %d", i, published[i].Seq, published[i-1].Seq)
+		}
+	}
+	first := published[0]
+	if first.ID <= 0 || first.From.ID == 0 || first.Text == "" || first.Key == "" {
+		t.Errorf("published got %+v, want the stored message", first)
+	}
+
+	// Nothing is published for what stores nothing new.
+	count := len(published)
+	again, duplicate, err := db.AppendLater(ctx, LobbyMessage(ann.ID, "again", "w0-3"), publish)()
+	if err != nil || !duplicate {
+		t.Errorf("a repeated cid: %+v duplicate %v err %v", again, duplicate, err)
+	}
+	if _, _, err := db.AppendLater(ctx, LobbyMessage(ann.ID+bob.ID+1000, "ghost", ""), publish)(); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an unknown sender: %v, want ErrNotFound", err)
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := db.AppendLater(gone, LobbyMessage(ann.ID, "gone", ""), publish)(); !errors.Is(err, context.Canceled) {
+		t.Errorf("an ended ctx: %v, want context.Canceled", err)
+	}
+	MustAppend(t, db, LobbyMessage(ann.ID, "after", "")) // one more commit: anything owed is published by now
+	if len(published) != count {
+		t.Errorf("published called %d more times for a duplicate, a ghost and a cancelled send: %+v", len(published)-count, published[count:])
 	}
 }

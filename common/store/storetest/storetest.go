@@ -41,7 +41,12 @@ type Engine interface {
 	Append(ctx context.Context, m model.NewMessage) (msg model.Message, duplicate bool, err error)
 	// AppendLater queues the message and returns a wait for Append's
 	// result; messages queued in turn by one goroutine are stored in order.
-	AppendLater(ctx context.Context, m model.NewMessage) func() (model.Message, bool, error)
+	// published, when not nil, runs after the commit, for a message stored
+	// anew only, before the wait returns; the published calls of all
+	// writes come one at a time, on one goroutine, in increasing seq order
+	// (service.Store states the contract; AppendPublishedInSeqOrder
+	// tests it).
+	AppendLater(ctx context.Context, m model.NewMessage, published func(model.Message)) func() (model.Message, bool, error)
 	Load(ctx context.Context, key model.ConvKey, before, after int64, limit int) (msgs []model.Message, more bool, err error)
 	Sync(ctx context.Context, userID, since int64, limit int) (msgs []model.Message, latest int64, more bool, err error)
 	Conversations(ctx context.Context, userID int64) ([]model.Conversation, error)
@@ -70,6 +75,7 @@ func Run(t *testing.T, open func(t *testing.T) Engine) {
 		{"AppendReturnsTheMessage", testAppendReturnsTheMessage},
 		{"AppendOrdering", testAppendOrdering},
 		{"AppendLaterKeepsOrder", testAppendLaterKeepsOrder},
+		{"AppendPublishedInSeqOrder", testAppendPublishedInSeqOrder},
 		{"AppendConcurrentOrdering", testAppendConcurrentOrdering},
 		{"AppendIdempotent", testAppendIdempotent},
 		{"AppendSameCIDRace", testAppendSameCIDRace},

@@ -58,9 +58,10 @@ func (s *Service) Send(ctx context.Context, conn uint64, user int64, req SendReq
 }
 
 // SendLater is Send in two steps: it checks the message and queues it for
-// the store now, and returns a function that waits for the commit, pushes
-// the message to its readers and returns the reply. Messages queued in turn
-// from one goroutine are stored and pushed in that order.
+// the store now, and returns a function that waits for the commit and
+// returns the reply. The store pushes the message to its readers after the
+// commit and before the reply, in seq order with every other stored change
+// (Store.AppendLater), so every connection gets pushes in seq order.
 func (s *Service) SendLater(ctx context.Context, conn uint64, user int64, req SendRequest) (func() (SendResult, error), error) {
 	lim := s.Limits()
 	to, err := model.ParseAddress(req.To)
@@ -107,17 +108,18 @@ func (s *Service) SendLater(ctx context.Context, conn uint64, user int64, req Se
 	if wait, ok := s.sends.allow(user, now); !ok {
 		return nil, node.RateLimited(wait, "sending too fast")
 	}
+	from := sender.User
 	stored := s.Store.AppendLater(ctx, model.NewMessage{Key: to.Key(user), Sender: user, To: to.String(),
-		ToUser: toUser, Kind: model.KindText, Text: req.Text, CID: req.CID, TS: now.UnixMilli()})
-	return func() (SendResult, error) {
-		msg, duplicate, err := stored()
-		if err != nil {
-			return SendResult{}, err
-		}
-		msg.From = sender.User
-		if !duplicate {
+		ToUser: toUser, Kind: model.KindText, Text: req.Text, CID: req.CID, TS: now.UnixMilli()},
+		func(msg model.Message) { // on the store's publisher, in seq order (Store)
+			msg.From = from
 			s.sent.Add(1)
 			s.publish(msg, conn)
+		})
+	return func() (SendResult, error) {
+		msg, _, err := stored()
+		if err != nil {
+			return SendResult{}, err
 		}
 		return SendResult{ID: msg.ID, TS: msg.TS, CID: msg.CID, Conv: msg.Key.ViewFor(user)}, nil
 	}, nil

@@ -32,7 +32,21 @@ type Store interface {
 	CountUsers(ctx context.Context) (int64, error)
 
 	Append(ctx context.Context, m model.NewMessage) (model.Message, bool, error)
-	AppendLater(ctx context.Context, m model.NewMessage) func() (model.Message, bool, error)
+	// AppendLater queues m for the store and returns a function that waits
+	// for its commit and returns what Append would; messages queued in turn
+	// by one goroutine are stored in that order. published (if not nil)
+	// is the message's after-commit action, its push, and the store owes
+	// it this contract, which makes PROTOCOL.md section 1's ordering hold:
+	// it is called only after the commit that holds the message is
+	// durable, and only if the message was stored (never for a duplicate
+	// cid, an unknown sender or a failed write), before the returned
+	// function returns (or, if ctx ended first, still, if the message was
+	// stored); and the after-commit actions of every stored change (every
+	// message, and the edits and deletes to come, whoever sent them) are
+	// called in increasing seq order, one at a time, on one goroutine. So
+	// published must not wait for long and must not call the store's
+	// writes; handing frames to the Bus is what it is for.
+	AppendLater(ctx context.Context, m model.NewMessage, published func(model.Message)) func() (model.Message, bool, error)
 	Load(ctx context.Context, key model.ConvKey, before, after int64, limit int) ([]model.Message, bool, error)
 	Sync(ctx context.Context, userID, since int64, limit int) ([]model.Message, int64, bool, error)
 	Conversations(ctx context.Context, userID int64) ([]model.Conversation, error)
