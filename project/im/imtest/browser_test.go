@@ -20,6 +20,7 @@ import (
 	"dce/app/servertest"
 	"dce/common/config"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
@@ -334,7 +335,12 @@ func TestBrowserHistoryAndReload(t *testing.T) {
 }
 
 // setOffline makes the page's new connections fail (or work again): the
-// open ones stay as they are.
+// open ones stay as they are. Chromium releases differ in which command
+// does it: newer ones take per-rule conditions
+// (Network.emulateNetworkConditionsByRule with offline in a rule), older
+// ones refuse those parameters and take the one global setting
+// (Network.emulateNetworkConditions), so the first that is accepted is
+// used.
 func setOffline(t *testing.T, b *servertest.Browser, offline bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(b.Context(), servertest.BrowserTimeout)
@@ -343,11 +349,27 @@ func setOffline(t *testing.T, b *servertest.Browser, offline bool) {
 	if offline {
 		rules = append(rules, &network.Conditions{Offline: true, DownloadThroughput: -1, UploadThroughput: -1})
 	}
-	if _, err := chromedp.Call(ctx, network.EmulateNetworkConditionsByRule,
-		network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: rules}); err != nil {
-		t.Fatalf("network conditions: %v", err)
+	_, byRule := chromedp.Call(ctx, network.EmulateNetworkConditionsByRule,
+		network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: rules})
+	if byRule == nil {
+		return
+	}
+	if _, err := chromedp.Call(ctx, emulateNetworkConditions, globalConditions{Offline: offline,
+		DownloadThroughput: -1, UploadThroughput: -1}); err != nil {
+		t.Fatalf("network conditions: by rule: %v; globally: %v", byRule, err)
 	}
 }
+
+// globalConditions are the parameters of Network.emulateNetworkConditions,
+// the command older Chromium releases have (setOffline).
+type globalConditions struct {
+	Offline            bool    `json:"offline"`
+	Latency            float64 `json:"latency"`
+	DownloadThroughput float64 `json:"downloadThroughput"`
+	UploadThroughput   float64 `json:"uploadThroughput"`
+}
+
+var emulateNetworkConditions = cdp.Command[globalConditions, cdp.Empty]{Method: "Network.emulateNetworkConditions"}
 
 // TestBrowserReconnectAfterRestart (X6): the server restarts on the same
 // port and runtime folder while the page is open; messages are sent while
