@@ -201,6 +201,10 @@ func TestL1IdleHold(t *testing.T) {
 
 	held := loadMeasure(t, s)
 	time.Sleep(hold) // an idle hold is the point of the test
+	// A connection's writer runs only while it writes (each keep-alive ping
+	// starts one for a moment, and on a busy machine a moment is longer):
+	// the figure is the steady count, so it may settle for a few seconds.
+	held.goroutines = servertest.Settle(3*time.Second, base.goroutines+3*conns, runtime.NumGoroutine)
 	for i, c := range clients {
 		if c.Closed() {
 			t.Fatalf("connection %d (user l1-%d) was closed during the hold: code %d", i, i/connsPerUser, c.WSCloseCode())
