@@ -261,7 +261,7 @@ func (s *udpSink) Ping() error { return nil }
 
 // Close is the hub closing the peer (a kick, a shutdown): the peer is
 // ended from another goroutine, since Finish waits for this writer.
-func (s *udpSink) Close(code int, reason string) {
+func (s *udpSink) Close(code node.CloseCode, reason string) {
 	u := s.peer.udp
 	u.active.Add(1)
 	go func() {

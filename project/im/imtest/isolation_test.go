@@ -1,0 +1,253 @@
+package imtest
+
+// Isolation (TESTPLAN F12): no client's socket delays anyone else's
+// delivery or a sender's acknowledgement. A client that floods WebSocket
+// pings and never reads the pongs is the hostile case: every ping asks the
+// server to write to a socket that takes nothing.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"dce/app/servertest"
+	"dce/common/config"
+
+	"github.com/fasthttp/websocket"
+	"github.com/gobwas/ws"
+)
+
+// isoSmallReceiveBuffer is a dialer's NetDial that sets SO_RCVBUF to size
+// before connecting, so that the window the socket advertises stays small.
+func isoSmallReceiveBuffer(size int) func(network, addr string) (net.Conn, error) {
+	return func(network, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
+		return d.Dial(network, addr)
+	}
+}
+
+// isoFloodPings writes masked WebSocket pings to conn, 32 at a time about
+// every millisecond (some 30,000 a second), until stop is closed or the
+// socket fails, and never reads. It returns how many pings went out once
+// it has stopped.
+func isoFloodPings(conn net.Conn, stop <-chan struct{}) <-chan int64 {
+	done := make(chan int64, 1)
+	go func() {
+		var sent int64
+		defer func() { done <- sent }()
+		var batch bytes.Buffer
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			batch.Reset()
+			for range 32 {
+				var payload [16]byte
+				binary.BigEndian.PutUint64(payload[:], uint64(sent))
+				sent++
+				if err := ws.WriteFrame(&batch, ws.MaskFrameInPlace(ws.NewPingFrame(payload[:]))); err != nil {
+					return
+				}
+			}
+			_ = conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			if _, err := conn.Write(batch.Bytes()); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue // the server is not reading: keep pushing
+				}
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return done
+}
+
+// F12: a logged-in client whose socket has a 2 KiB receive buffer floods
+// WebSocket pings and never reads. WebSocket and TCP readers that attached
+// after it get every lobby message with push p99 ≤ 150 ms, the lobby
+// sender's acks stay ≤ 100 ms, and a private message to the flooder is
+// acknowledged to its sender within 100 ms; the flooder may be closed, the
+// others never are, and the flood does not grow the server's memory.
+func TestF12PingFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test: skipped in -short mode")
+	}
+	const (
+		wsReaders  = 5
+		tcpReaders = 5
+		duration   = 8 * time.Second
+		every      = 250 * time.Millisecond
+	)
+	s := servertest.Start(t, func(c *config.Config) {
+		// As in F5: a stray fsync of this VM's disk is not what F12
+		// measures.
+		c.Store.Synchronous = "NORMAL"
+	})
+	// User 0 floods, 1 sends to the lobby, 2 sends to the flooder, the rest read.
+	n := 3 + wsReaders + tcpReaders
+	sids, ids := make([]string, n), make([]int64, n)
+	loadParallel(t, n, 4, func(i int) (err error) {
+		sids[i], ids[i], err = loadLogin(s, fmt.Sprintf("f12-%d", i))
+		return err
+	})
+
+	dialer := websocket.Dialer{NetDial: isoSmallReceiveBuffer(2048), HandshakeTimeout: 5 * time.Second}
+	flooder, _, err := dialer.Dial(s.WSURL+"?sid="+sids[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flooder.Close()
+	servertest.Eventually(t, 5*time.Second, "the flooder logged in", func() bool { return len(s.Hub.UserConns(ids[0])) == 1 })
+	slowBefore := s.Status().SlowClosed
+	stopFlood := make(chan struct{})
+	floodDone := isoFloodPings(flooder.NetConn(), stopFlood)
+	defer func() {
+		select {
+		case <-stopFlood:
+		default:
+			close(stopFlood)
+		}
+	}()
+	time.Sleep(time.Second) // the pongs fill the flooder's socket
+
+	// Everyone else attaches after the flooder, so a broadcast reaches
+	// them after it.
+	var sentAt sync.Map
+	var pushLatency, ackLatency, privateAck servertest.Latencies
+	readers := make([]*loadReader, 0, wsReaders+tcpReaders)
+	var clients []*servertest.Client
+	dialWS := func(i int) *servertest.Client {
+		r := &loadReader{self: ids[i], seen: map[int64]bool{}, last: map[int64]int64{}}
+		if i >= 3 {
+			readers = append(readers, r)
+		}
+		c, err := s.DialWSPushes(t, "sid="+sids[i], func(f servertest.Frame) { r.onPush(f, &sentAt, &pushLatency) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+		return c
+	}
+	lobby, private := dialWS(1), dialWS(2)
+	for i := 3; i < 3+wsReaders; i++ {
+		dialWS(i)
+	}
+	for i := 3 + wsReaders; i < n; i++ {
+		r := &loadReader{self: ids[i], seen: map[int64]bool{}, last: map[int64]int64{}}
+		readers = append(readers, r)
+		c, err := s.DialTCPPushes(t, func(f servertest.Frame) { r.onPush(f, &sentAt, &pushLatency) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f, err := c.Call("im/resume", map[string]string{"sid": sids[i]}, 10*time.Second); err != nil || f.ErrorCode() != "" {
+			t.Fatalf("TCP reader %d: im/resume: %v %s", i, err, f.Body)
+		}
+		clients = append(clients, c)
+	}
+	servertest.Eventually(t, 5*time.Second, "every reader attached", func() bool {
+		for i := 1; i < n; i++ {
+			if len(s.Hub.UserConns(ids[i])) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// The flood goes on from here to the end: what the server keeps for it
+	// must not grow (the heap is this process's, clients included).
+	heapBefore := servertest.HeapInUse()
+
+	// The lobby sender and the private sender, side by side.
+	var wg sync.WaitGroup
+	var acked, failed atomic.Int64
+	send := func(c *servertest.Client, to, prefix string, lat *servertest.Latencies, lobby bool) {
+		defer wg.Done()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for m, end := 0, time.Now().Add(duration); time.Now().Before(end); m++ {
+			cid := fmt.Sprintf("%s-%d", prefix, m)
+			sent := time.Now()
+			sentAt.Store(cid, sent)
+			f, err := c.Call("im/send", map[string]string{"to": to, "text": "isolation " + cid, "cid": cid}, 30*time.Second)
+			if err != nil || f.ErrorCode() != "" {
+				failed.Add(1)
+				t.Errorf("send %s: %v %s", cid, err, f.Body)
+			} else {
+				lat.Add(time.Since(sent))
+				if lobby {
+					acked.Add(1)
+				}
+			}
+			<-tick.C
+		}
+	}
+	wg.Add(2)
+	go send(lobby, "room:lobby", "f12-lobby", &ackLatency, true)
+	go send(private, "user:"+strconv.FormatInt(ids[0], 10), "f12-private", &privateAck, false)
+	wg.Wait()
+	heapGrowth := int64(servertest.HeapInUse()) - int64(heapBefore)
+	close(stopFlood)
+	pings := <-floodDone
+
+	total := int(acked.Load())
+	lost := servertest.Settle(5*time.Second, 0, func() int {
+		lost := 0
+		for _, r := range readers {
+			lost += max(0, total-r.count())
+		}
+		return lost
+	})
+	closedOthers := 0
+	for _, c := range clients {
+		if c.Closed() {
+			closedOthers++
+		}
+	}
+	flooderGone := len(s.Hub.UserConns(ids[0])) == 0
+	t.Logf("F12: pings=%d lobby_sends=%d failed=%d lost=%d push %v lobby ack %v private ack %v flooder_closed=%v slow_closed=%d heap_growth=%dB",
+		pings, total, failed.Load(), lost, &pushLatency, &ackLatency, &privateAck, flooderGone, s.Status().SlowClosed-slowBefore, heapGrowth)
+	if failed.Load() != 0 || lost != 0 {
+		t.Errorf("%d sends failed; the readers lost %d pushes", failed.Load(), lost)
+	}
+	if closedOthers != 0 {
+		t.Errorf("%d connections other than the flooder were closed", closedOthers)
+	}
+	if slow := s.Status().SlowClosed - slowBefore; slow > 1 {
+		t.Errorf("SlowClosed went up by %d: someone besides the flooder was closed as slow", slow)
+	}
+	// The flooder's pongs are one pending answer, not a growing queue; its
+	// send queue holds a few dozen small frames.
+	if heapGrowth > 2<<20 {
+		t.Errorf("the heap grew by %d bytes under the ping flood", heapGrowth)
+	}
+	if !raceEnabled {
+		if p99 := pushLatency.Percentile(99); p99 > 150*time.Millisecond {
+			t.Errorf("readers' push p99 %v, over 150 ms", p99)
+		}
+		if p99 := ackLatency.Percentile(99); p99 > 100*time.Millisecond {
+			t.Errorf("lobby sender's ack p99 %v, over 100 ms", p99)
+		}
+		if p99 := privateAck.Percentile(99); p99 > 100*time.Millisecond {
+			t.Errorf("acks of private messages to the flooder: p99 %v, over 100 ms", p99)
+		}
+	}
+}
