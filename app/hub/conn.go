@@ -38,9 +38,8 @@ type Conn struct {
 	writing     bool // someone holds the writer role (writer.go)
 	sinkPending bool // the sink kept part of an inline write: the writer must call WriteFrames
 	pingDue     bool
-	pongDue     bool // the peer pinged: pong holds the last ping's payload
-	pongLen     uint8
-	pong        [maxPongPayload]byte
+	pongDue     bool   // the peer pinged
+	pong        string // the last ping's payload
 	closing     bool
 	graceful    bool // flush the queue before closing
 	closeCode   node.CloseCode
@@ -156,7 +155,7 @@ func (c *Conn) Pong(payload string) bool {
 	if c.closing {
 		return false
 	}
-	c.pongLen = uint8(copy(c.pong[:], payload))
+	c.pong = payload[:min(len(payload), maxPongPayload)]
 	c.pongDue, c.urgent = true, true
 	c.wakeWriterLocked()
 	c.cutDelayLocked()

@@ -84,8 +84,9 @@ type InlineSink interface {
 
 // Ponger is a Sink whose transport answers the peer's pings (WebSocket).
 type Ponger interface {
-	// Pong writes a pong with payload under the write deadline.
-	Pong(payload []byte) error
+	// Pong writes a pong with payload (at most 125 bytes) under the write
+	// deadline.
+	Pong(payload string) error
 }
 
 // pacing is the hub's share of write batching: what every writer reads to
@@ -270,7 +271,6 @@ func (c *Conn) delay(d time.Duration) {
 func (c *Conn) writeLoop() {
 	defer c.writer.Done()
 	p := &c.hub.pace
-	var pong [maxPongPayload]byte
 	for {
 		// A hot connection waits for more frames so that one write
 		// carries them all; any other writes at once, so a lone message
@@ -284,7 +284,7 @@ func (c *Conn) writeLoop() {
 		if c.closing && (!c.graceful || len(c.queue) == 0) {
 			code, reason := c.closeCode, c.closeReason
 			c.queue, c.queuedBytes, c.writing = nil, 0, false
-			c.pongDue = false
+			c.pongDue, c.pong = false, ""
 			c.finished = true
 			c.mu.Unlock()
 			c.sink.Close(code, reason)
@@ -301,19 +301,16 @@ func (c *Conn) writeLoop() {
 		c.queuedBytes = 0
 		c.urgent = false
 		ping, flush := c.pingDue, c.sinkPending
-		pongLen := -1
-		if c.pongDue {
-			pongLen = copy(pong[:], c.pong[:c.pongLen])
-		}
-		c.pingDue, c.pongDue, c.sinkPending = false, false, false
+		pong, pongDue := c.pong, c.pongDue
+		c.pingDue, c.pongDue, c.pong, c.sinkPending = false, false, "", false
 		c.mu.Unlock()
 
 		// The pong goes first: its ping came before whatever reply is
 		// queued now (a ping between a message's fragments is answered
 		// before the message).
 		var err error
-		if pongLen >= 0 {
-			err = c.ponger.Pong(pong[:pongLen])
+		if pongDue {
+			err = c.ponger.Pong(pong)
 		}
 		if err == nil && (len(batch) > 0 || flush) {
 			c.w.noteWrite(p, time.Now(), len(batch))

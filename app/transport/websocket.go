@@ -346,12 +346,15 @@ func (s *wsSink) writeRaw(b []byte, deadline time.Time, closing bool) error {
 	return err
 }
 
-func (s *wsSink) writeControl(op byte, payload []byte, deadline time.Time, closing bool) error {
-	var b [2 + 125]byte
-	if len(payload) > 125 {
-		payload = payload[:125]
-	}
-	return s.writeRaw(append(appendFrameHeader(b[:0], op, len(payload)), payload...), deadline, closing)
+// writeControl writes a control frame; payloads over 125 bytes are cut.
+func (s *wsSink) writeControl(op byte, payload string, deadline time.Time, closing bool) error {
+	payload = payload[:min(len(payload), 125)]
+	bp := wsBuffers.Get().(*[]byte)
+	b := append(appendFrameHeader((*bp)[:0], op, len(payload)), payload...)
+	err := s.writeRaw(b, deadline, closing)
+	*bp = b[:0]
+	wsBuffers.Put(bp)
+	return err
 }
 
 func (s *wsSink) WriteFrames(frames [][]byte) error {
@@ -397,11 +400,11 @@ func (s *inlineWSSink) TryWrite(frame []byte) (taken, more bool, err error) {
 }
 
 func (s *wsSink) Ping() error {
-	return s.writeControl(opPing, nil, time.Time{}, false)
+	return s.writeControl(opPing, "", time.Time{}, false)
 }
 
 // Pong implements hub.Ponger.
-func (s *wsSink) Pong(payload []byte) error {
+func (s *wsSink) Pong(payload string) error {
 	return s.writeControl(opPong, payload, time.Time{}, false)
 }
 
@@ -417,7 +420,7 @@ func (s *wsSink) Close(code node.CloseCode, reason string) {
 		if len(reason) > closeReasonMax {
 			reason = reason[:closeReasonMax]
 		}
-		_ = s.writeControl(opClose, websocket.FormatCloseMessage(int(code), reason), time.Now().Add(time.Second), true)
+		_ = s.writeControl(opClose, string(websocket.FormatCloseMessage(int(code), reason)), time.Now().Add(time.Second), true)
 	}
 	_ = s.conn.Close()
 }
