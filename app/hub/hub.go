@@ -33,7 +33,7 @@ const (
 type Options struct {
 	QueueBytes   int           // bytes queued per connection before it is closed as too slow; 1 MiB
 	QueueFrames  int           // frames queued per connection before the same; 4096
-	WriteTimeout time.Duration // how long a graceful close may flush; 10 s
+	WriteTimeout time.Duration // how long a close may take to flush and write its close frame (Finish); 10 s
 	// WriteDelay is how long the writer of a hot connection (one that
 	// wrote less than a delay ago, and has lately been sent at least
 	// minDelayedBatch frames per delay) waits, once woken, for more frames
