@@ -320,91 +320,51 @@ func (h *Hub) remove(c *Conn) {
 }
 
 // Deliver delivers frame to every connection of every user in users, except
-// the connection numbered except (0: none), as Broadcast does. The same
-// bytes go to every queue; callers must not change them afterwards.
+// the connection numbered except (0: none): written at once to the idle
+// ones (writer.go) before it returns, queued on the others. The same bytes
+// go to every queue; callers must not change them afterwards.
 func (h *Hub) Deliver(users []int64, frame []byte, except uint64) {
-	idle := idleLists.Get().(*[]*Conn)
-	now := time.Now()
-	if h.pace.storm(now) {
-		now = time.Time{} // queued only
-	}
+	d := h.startDelivery(frame, toUsers)
 	h.mu.RLock()
-	n := 0
 	for _, id := range users {
 		if u := h.users[id]; u != nil {
 			for c := range u.conns {
-				if c.id != except && h.deliverLocked(c, frame, now, idle) {
-					n++
+				if c.id != except {
+					d.offerLocked(c)
 				}
 			}
 		}
 	}
 	h.mu.RUnlock()
-	h.delivered.Add(uint64(n))
-	writeClaimed(idle, frame)
-}
-
-// deliverLocked claims c for an inline write (into idle) or queues frame
-// on it; it reports whether frame will reach c. The caller holds h.mu for
-// reading, so it must not write: writeClaimed does, after.
-func (h *Hub) deliverLocked(c *Conn, frame []byte, now time.Time, idle *[]*Conn) bool {
-	ok, claimed := c.push(frame, false, now) // a zero now: queued only
-	if claimed {
-		*idle = append(*idle, c)
-	}
-	return ok
+	h.finishDelivery(&d)
 }
 
 // Broadcast delivers frame to every logged-in connection except the one
-// numbered exceptConn and those of exceptUser (0: none): written at once to
-// the idle ones (writer.go), queued on the others. The inline writes may
-// still be under way when it returns.
+// numbered exceptConn and those of exceptUser (0: none), as Deliver does,
+// except that the inline writes may still be under way when it returns.
 func (h *Hub) Broadcast(frame []byte, exceptConn uint64, exceptUser int64) {
-	h.broadcast(frame, exceptConn, exceptUser, false)
+	h.broadcast(frame, exceptConn, exceptUser, toAll)
 }
 
 // BroadcastPresence enqueues a presence frame on every logged-in connection
-// that watches presence.
+// that watches presence. Nothing is written inline: presence is announced
+// under presenceMu, which must not wait for a sweep of writes.
 func (h *Hub) BroadcastPresence(frame []byte) {
-	h.broadcast(frame, 0, 0, true)
+	h.broadcast(frame, 0, 0, queuedOnly)
 }
 
-func (h *Hub) broadcast(frame []byte, exceptConn uint64, exceptUser int64, watchersOnly bool) {
-	idle := idleLists.Get().(*[]*Conn)
-	now := time.Now()
-	// Presence is queued only: it is announced under presenceMu, which
-	// must not wait for a sweep of writes.
-	sweep := !watchersOnly && h.pace.startSweep(now)
-	if !sweep {
-		now = time.Time{}
-	}
+func (h *Hub) broadcast(frame []byte, exceptConn uint64, exceptUser int64, kind deliveryKind) {
+	watchersOnly := kind == queuedOnly
+	d := h.startDelivery(frame, kind)
 	h.mu.RLock()
-	n := 0
 	for _, c := range h.attached {
 		if c.id == exceptConn || (exceptUser != 0 && c.userID == exceptUser) || (watchersOnly && c.unwatched.Load()) {
 			continue
 		}
-		if h.deliverLocked(c, frame, now, idle) {
-			n++
-		}
+		d.offerLocked(c)
 	}
 	h.mu.RUnlock()
-	h.delivered.Add(uint64(n))
-	if !sweep || len(*idle) == 0 {
-		writeClaimed(idle, frame)
-		if sweep {
-			h.pace.endSweep()
-		}
-		return
-	}
-	// The sweep goes on in a goroutine of its own: the broadcaster (a
-	// sender's reply waits for it) need not wait for thousands of writes.
-	// Order holds all the same: every connection has this frame queued or
-	// claimed now, so a later delivery is queued behind it.
-	go func() {
-		writeClaimed(idle, frame)
-		h.pace.endSweep()
-	}()
+	h.finishDelivery(&d)
 }
 
 // UserConns returns the user's live connections.

@@ -387,6 +387,88 @@ func (c *Conn) writeInline(frame []byte) {
 	c.writer.Done()
 }
 
+// deliveryKind is how a delivery may write.
+type deliveryKind int
+
+const (
+	// toUsers (Deliver): inline to idle connections unless in a storm,
+	// written before the delivery returns.
+	toUsers deliveryKind = iota
+	// toAll (Broadcast): an inline sweep unless another is under way or
+	// a storm is on (startSweep), written in a goroutine of its own.
+	toAll
+	// queuedOnly (BroadcastPresence): never inline.
+	queuedOnly
+)
+
+// delivery is one frame on its way to many connections. Under Hub.mu,
+// held for reading, each connection is offered the frame, which queues it
+// or claims an idle one for an inline write; once Hub.mu is released,
+// finishDelivery writes to the claimed ones.
+type delivery struct {
+	frame []byte
+	now   time.Time // zero: queued only, nothing claimed
+	sweep bool      // a broadcast's inline sweep, counted in pacing.sweeps
+	idle  *[]*Conn  // the claimed connections; nil when queued only
+	n     int       // the connections the frame will reach
+}
+
+func (h *Hub) startDelivery(frame []byte, kind deliveryKind) delivery {
+	d := delivery{frame: frame}
+	now := time.Now()
+	switch kind {
+	case toUsers:
+		if !h.pace.storm(now) {
+			d.now = now
+		}
+	case toAll:
+		if h.pace.startSweep(now) {
+			d.now, d.sweep = now, true
+		}
+	}
+	if !d.now.IsZero() {
+		d.idle = idleLists.Get().(*[]*Conn)
+	}
+	return d
+}
+
+// offerLocked queues the frame on c, or claims c for an inline write. The
+// caller holds Hub.mu for reading, so it must not write: finishDelivery
+// does, after.
+func (d *delivery) offerLocked(c *Conn) {
+	ok, claimed := c.push(d.frame, false, d.now) // a zero now: queued only
+	if claimed {
+		*d.idle = append(*d.idle, c)
+	}
+	if ok {
+		d.n++
+	}
+}
+
+// finishDelivery writes the frame to the connections d claimed. A sweep
+// goes on in a goroutine of its own: the broadcaster (a sender's reply
+// waits for it) need not wait for thousands of writes. Order holds all the
+// same: every connection has this frame queued or claimed now, so a later
+// delivery is queued behind it.
+func (h *Hub) finishDelivery(d *delivery) {
+	h.delivered.Add(uint64(d.n))
+	switch {
+	case d.idle == nil:
+	case d.sweep && len(*d.idle) > 0:
+		idle, frame := d.idle, d.frame
+		go func() {
+			writeClaimed(idle, frame)
+			h.pace.endSweep()
+		}()
+		return
+	default:
+		writeClaimed(d.idle, d.frame)
+	}
+	if d.sweep {
+		h.pace.endSweep()
+	}
+}
+
 // idleLists hold the connections one delivery has claimed.
 var idleLists = sync.Pool{New: func() any { l := make([]*Conn, 0, 64); return &l }}
 
