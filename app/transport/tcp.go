@@ -172,6 +172,8 @@ type streamSink struct {
 	rest      []byte // what a TryWrite could not write: it goes before anything else
 }
 
+var _ hub.InlineSink = (*inlineStreamSink)(nil)
+
 var newline = []byte{'\n'}
 
 func (s *streamSink) WriteFrames(frames [][]byte) error {

@@ -268,6 +268,11 @@ type wsSink struct {
 	rest      []byte // what a TryWrite could not write: it goes before anything else
 }
 
+var (
+	_ hub.Ponger     = (*wsSink)(nil)
+	_ hub.InlineSink = (*inlineWSSink)(nil)
+)
+
 func newWSSink(wc *fws.Conn, writeTimeout time.Duration) *wsSink {
 	raw := wc.NetConn()
 	return &wsSink{conn: wc, raw: raw, deadline: writeDeadline{conn: raw, timeout: writeTimeout}}
