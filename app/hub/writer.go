@@ -82,7 +82,8 @@ type InlineSink interface {
 	TryWrite(frame []byte) (taken, more bool, err error)
 }
 
-// Ponger is a Sink whose transport answers the peer's pings (WebSocket).
+// Ponger is implemented by a Sink whose transport answers the peer's pings
+// (WebSocket); the hub calls it from the writer role only.
 type Ponger interface {
 	// Pong writes a pong with payload (at most 125 bytes) under the write
 	// deadline.
