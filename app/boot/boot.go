@@ -258,7 +258,7 @@ func (s *Server) Close(ctx context.Context) error {
 		_ = s.tcp.Close()
 		httpDone := make(chan struct{})
 		go func() { _ = s.http.Shutdown(4 * time.Second); close(httpDone) }()
-		s.Hub.Shutdown(deadline, hub.CloseGoingAway, "server shutting down")
+		s.Hub.Shutdown(deadline, node.CloseGoingAway, "server shutting down")
 		<-httpDone
 		// Connection goroutines finish their last store calls (logout on
 		// close) before the store closes.

@@ -40,7 +40,7 @@ func (s *countingSink) WriteFrames(frames [][]byte) error {
 
 func (s *countingSink) Ping() error { return nil }
 
-func (s *countingSink) Close(int, string) { go s.conn.Finish() }
+func (s *countingSink) Close(node.CloseCode, string) { go s.conn.Finish() }
 
 func (s *countingSink) Abort() {}
 
@@ -127,7 +127,7 @@ func waitWritten(b *testing.B, h *hub.Hub, written *atomic.Int64, want int64) {
 func shutdownBenchHub(b *testing.B, h *hub.Hub, goroutinesBefore int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	h.Shutdown(ctx, hub.CloseGoingAway, "benchmark over")
+	h.Shutdown(ctx, node.CloseGoingAway, "benchmark over")
 	if ctx.Err() != nil {
 		b.Errorf("Shutdown ran into its deadline with %d connections left", h.Stats().Connections)
 		return

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,36 +9,12 @@ import (
 	"dce/common/model"
 )
 
-// Close codes the hub uses (PROTOCOL.md section 1). Stream transports without
-// close codes just close.
-const (
-	CloseGoingAway      = 1001
-	CloseInvalidUTF8    = 1007
-	ClosePolicy         = 1008
-	CloseTooLarge       = 1009
-	CloseInternal       = 1011
-	CloseKicked         = 4001
-	CloseTooSlow        = 4008
-	CloseBanned         = 4503
-	CloseOverConnLimit  = 4509
-	closeAbnormalNoSend = 0 // the socket is gone: no close frame
-)
+// closeAbnormalNoSend closes without a close frame: the socket is gone.
+const closeAbnormalNoSend node.CloseCode = 0
 
-// Sink is a transport's write side. The hub calls WriteFrames, Ping and
-// Close only from the connection's writer goroutine; Abort may come from
-// any goroutine.
-type Sink interface {
-	// WriteFrames writes the frames in order under the transport's write
-	// deadline; a stream transport may send them with one syscall.
-	WriteFrames(frames [][]byte) error
-	// Ping sends a keep-alive probe, if the transport has one.
-	Ping() error
-	// Close sends the close code and reason where the transport has them
-	// (code 0: none), then closes the socket. It is called once.
-	Close(code int, reason string)
-	// Abort makes a blocked write return at once.
-	Abort()
-}
+// maxPongPayload is the most a ping's payload, and so its pong's, may hold
+// (RFC 6455 section 5.5: control frames carry at most 125 bytes).
+const maxPongPayload = 125
 
 // Conn is one live connection. It implements node.Peer.
 type Conn struct {
@@ -49,6 +24,7 @@ type Conn struct {
 	remoteIP  string
 	sink      Sink
 	inline    InlineSink // sink, when it can write without blocking; else nil
+	ponger    Ponger     // sink, when its transport answers pings; else nil
 
 	session atomic.Pointer[model.Session]
 	// unwatched: the client asked not to receive im/presence events.
@@ -58,29 +34,25 @@ type Conn struct {
 	queue       [][]byte
 	spare       [][]byte // the last batch's slice, reused
 	queuedBytes int
-	urgent      bool // a reply is queued: the writer does not delay
-	writing     bool // a writer goroutine is running, or an inline write (inline.go)
+	urgent      bool // a reply or a pong is due: the writer does not delay
+	writing     bool // someone holds the writer role (writer.go)
 	sinkPending bool // the sink kept part of an inline write: the writer must call WriteFrames
 	pingDue     bool
+	pongDue     bool   // the peer pinged
+	pong        string // the last ping's payload
 	closing     bool
 	graceful    bool // flush the queue before closing
-	closeCode   int
+	closeCode   node.CloseCode
 	closeReason string
 	userID      int64 // the user this conn is attached to in the index, or 0
 	attachedAt  int   // its place in Hub.attached, or -1 (guarded by Hub.mu)
 	pingTimer   *time.Timer
-	// The writer's own, for the write delay (hot): when it last wrote, and
-	// how many frames it wrote in the current and the last rate window.
-	lastWrite        time.Time
-	windowStart      time.Time
-	windowFrames     int
-	lastWindowFrames int
-	countedHot       bool          // counted in Hub.hotConns
-	delaying         bool          // the writer is in its write delay
-	delayWake        chan struct{} // cuts the delay short; made on the first delay
-	delayTimer       *time.Timer   // the delay's timer; made on the first delay
-	writer           sync.WaitGroup
-	finished         bool
+	delaying    bool          // the writer is in its write delay
+	delayWake   chan struct{} // cuts the delay short; made on the first delay
+	finished    bool          // the writer has closed the sink: nothing more is written
+
+	w      writerState // the writer role's own (writer.go)
+	writer sync.WaitGroup
 
 	// Deferred requests (later.go); lmu guards the four fields after it.
 	lmu          sync.Mutex
@@ -133,23 +105,21 @@ func (c *Conn) enqueue(frame []byte, urgent bool) bool {
 
 // push queues frame for the writer, as enqueue. Given a time (now), it may
 // instead claim an idle connection for an inline write of the frame
-// (inline.go): claimed reports that the caller must call writeInline.
+// (writer.go): claimed reports that the caller must call writeInline.
 func (c *Conn) push(frame []byte, urgent bool, now time.Time) (ok, claimed bool) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return false, false
 	}
-	if !now.IsZero() && c.idleLocked(now) {
-		c.writing = true
-		c.writer.Add(1)
+	if !now.IsZero() && c.claimLocked(now) {
 		c.mu.Unlock()
 		return true, true
 	}
 	if c.queuedBytes+len(frame) > c.hub.opts.QueueBytes || len(c.queue) >= c.hub.opts.QueueFrames {
 		queued := c.queuedBytes // read under the lock, before the close empties the queue
 		c.hub.slowClosed.Add(1) // counted before the close can complete
-		c.startCloseLocked(CloseTooSlow, "too slow: send queue overflowed", false)
+		c.startCloseLocked(node.CloseTooSlow, "too slow: send queue overflowed", false)
 		c.mu.Unlock()
 		c.sink.Abort()
 		c.hub.log.Warn("slow connection closed", "conn", c.id, "transport", c.transport.String(), "queued_bytes", queued)
@@ -169,52 +139,51 @@ func (c *Conn) push(frame []byte, urgent bool, now time.Time) (ok, claimed bool)
 	return true, false
 }
 
-// cutDelayLocked ends the writer's delay, if it is in one.
-func (c *Conn) cutDelayLocked() {
-	if c.delaying {
-		c.delaying = false
-		c.delayWake <- struct{}{} // buffered, and only sent while delaying: never blocks
-	}
-}
-
-// delay is the writer's wait for more frames: d, or until a reply comes,
-// Enqueue finds the queue half full, or the connection starts to close.
-// Only the writer calls it.
-func (c *Conn) delay(d time.Duration) {
-	c.mu.Lock()
-	if c.urgent || c.closing {
-		c.mu.Unlock()
-		return
-	}
-	if c.delayWake == nil {
-		c.delayWake = make(chan struct{}, 1)
-		c.delayTimer = time.NewTimer(d)
-	} else {
-		c.delayTimer.Reset(d)
-	}
-	c.delaying = true
-	c.mu.Unlock()
-	select {
-	case <-c.delayTimer.C:
-	case <-c.delayWake:
-		c.delayTimer.Stop()
+// Pong answers the peer's ping with payload (at most 125 bytes are kept).
+// The answer is written by the connection's writer, never by the caller,
+// so a peer that pings and does not read blocks only its own writer. A
+// pong not yet written is replaced by the next: RFC 6455 (section 5.5.3)
+// lets an endpoint answer only the most recent ping, so a ping flood
+// costs one pending pong, not a queue. It reports false when the sink has
+// no pongs or the connection is closing.
+func (c *Conn) Pong(payload string) bool {
+	if c.ponger == nil {
+		return false
 	}
 	c.mu.Lock()
-	c.delaying = false
-	select { // a wake sent just as the timer fired
-	case <-c.delayWake:
-	default:
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
 	}
-	c.mu.Unlock()
+	c.pong = payload[:min(len(payload), maxPongPayload)]
+	c.pongDue, c.urgent = true, true
+	c.wakeWriterLocked()
+	c.cutDelayLocked()
+	return true
 }
 
 // Close closes the connection with code and reason after the frames already
 // queued are written (a kick's im/kicked goes out before its 4001). It
 // returns at once; Finish waits.
-func (c *Conn) Close(code int, reason string) {
+func (c *Conn) Close(code node.CloseCode, reason string) {
 	c.mu.Lock()
 	if !c.closing {
 		c.startCloseLocked(code, reason, true)
+	}
+	c.mu.Unlock()
+}
+
+// CloseNow closes the connection with code and reason without writing what
+// is queued: the peer has sent its close frame, and the answer to it goes
+// out next (RFC 6455 section 5.5.1). A close already under way keeps its
+// code, and stops waiting for the queue.
+func (c *Conn) CloseNow(code node.CloseCode, reason string) {
+	c.mu.Lock()
+	if !c.closing {
+		c.startCloseLocked(code, reason, false)
+	} else {
+		c.graceful = false
+		c.cutDelayLocked()
 	}
 	c.mu.Unlock()
 }
@@ -231,7 +200,7 @@ func (c *Conn) Abort() {
 	}
 }
 
-func (c *Conn) startCloseLocked(code int, reason string, graceful bool) {
+func (c *Conn) startCloseLocked(code node.CloseCode, reason string, graceful bool) {
 	c.closing = true
 	c.graceful = graceful
 	c.closeCode, c.closeReason = code, reason
@@ -243,136 +212,6 @@ func (c *Conn) startCloseLocked(code int, reason string, graceful bool) {
 	}
 	c.wakeWriterLocked()
 	c.cutDelayLocked()
-}
-
-// wakeWriterLocked starts the writer goroutine if it is not running.
-func (c *Conn) wakeWriterLocked() {
-	if c.writing || c.finished {
-		return
-	}
-	c.writing = true
-	c.writer.Add(1)
-	go c.writeLoop()
-}
-
-// writeLoop is the connection's writer: it drains the queue in batches,
-// sends a due ping, and performs the close; it exits when there is nothing
-// left to do.
-func (c *Conn) writeLoop() {
-	defer c.writer.Done()
-	for {
-		// A hot connection waits for more frames so that one write
-		// carries them all, also when frames came in during its last
-		// write; any other writes at once, so a lone message or a steady
-		// trickle costs no delay.
-		hot := c.hot(time.Now())
-		c.countHot(hot)
-		if hot {
-			c.delay(c.hub.writeDelay())
-		}
-		c.mu.Lock()
-		if c.closing && (!c.graceful || len(c.queue) == 0) {
-			code, reason := c.closeCode, c.closeReason
-			c.queue, c.queuedBytes, c.writing = nil, 0, false
-			c.finished = true
-			c.mu.Unlock()
-			c.sink.Close(code, reason)
-			return
-		}
-		if len(c.queue) == 0 && !c.pingDue && !c.sinkPending {
-			c.countHot(false) // while still the writer: Hub.hotConns counts busy writers only
-			c.writing = false
-			c.mu.Unlock()
-			return
-		}
-		batch := c.queue
-		c.queue, c.spare = c.spare[:0], nil
-		c.queuedBytes = 0
-		c.urgent = false
-		ping, flush := c.pingDue, c.sinkPending
-		c.pingDue, c.sinkPending = false, false
-		c.mu.Unlock()
-
-		var err error
-		if len(batch) > 0 || flush {
-			c.noteWrite(time.Now(), len(batch))
-			err = c.sink.WriteFrames(batch)
-			c.hub.framesOut.Add(uint64(len(batch)))
-		}
-		if err == nil && ping {
-			err = c.sink.Ping()
-		}
-		clear(batch)
-		c.mu.Lock()
-		if c.spare == nil {
-			c.spare = batch
-		}
-		// A write that ran out its deadline on a connection nobody was
-		// closing met a peer that took no data for the whole write
-		// timeout: as slow as one whose queue overflows, and counted so.
-		timedOut := err != nil && !c.closing && isTimeout(err)
-		if timedOut {
-			c.hub.slowClosed.Add(1) // counted before the close can complete
-		}
-		if err != nil && !c.closing {
-			c.startCloseLocked(closeAbnormalNoSend, "", false)
-		} else if err != nil {
-			c.graceful = false
-		}
-		c.mu.Unlock()
-		if timedOut {
-			c.hub.log.Warn("slow connection closed", "conn", c.id, "transport", c.transport.String(), "reason", "write timeout")
-		}
-	}
-}
-
-// hot reports whether the writer should wait for more frames before it
-// writes: it wrote less than a write delay ago, and frames have lately
-// come fast enough for a delay to gather minDelayedBatch of them. Only the
-// writer calls it.
-func (c *Conn) hot(now time.Time) bool {
-	d := c.hub.opts.WriteDelay
-	if d <= 0 || now.Sub(c.lastWrite) >= d {
-		return false
-	}
-	enough := minDelayedBatch * rateWindow
-	return c.windowFrames >= enough || c.lastWindowFrames >= enough
-}
-
-// countHot keeps Hub.hotConns: hot is what the running writer last found
-// (false once it exits). Only the writer calls it, and remove once the
-// writer has exited for good.
-func (c *Conn) countHot(hot bool) {
-	if hot != c.countedHot {
-		c.countedHot = hot
-		if hot {
-			c.hub.hotConns.Add(1)
-		} else {
-			c.hub.hotConns.Add(-1)
-		}
-	}
-}
-
-// noteWrite counts a write of frames at now for hot. Only the writer calls
-// it.
-func (c *Conn) noteWrite(now time.Time, frames int) {
-	window := rateWindow * c.hub.opts.WriteDelay
-	if since := now.Sub(c.windowStart); since >= window {
-		c.lastWindowFrames = c.windowFrames
-		if since >= 2*window { // a quiet window went by in between
-			c.lastWindowFrames = 0
-		}
-		c.windowStart, c.windowFrames = now, 0
-	}
-	c.windowFrames += frames
-	c.lastWrite = now
-}
-
-// isTimeout reports whether err is a deadline running out (the WebSocket
-// library hides the net error behind its own type, which keeps Timeout).
-func isTimeout(err error) bool {
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout()
 }
 
 // schedulePing arms the keep-alive timer.
@@ -400,15 +239,16 @@ func (c *Conn) schedulePing(every time.Duration) {
 func (c *Conn) Finish() {
 	c.laterDone.Wait()
 	c.mu.Lock()
-	if !c.closing {
+	gone := !c.closing
+	if gone { // reading ended with nobody closing: the socket is gone
 		c.startCloseLocked(closeAbnormalNoSend, "", false)
 	}
-	graceful := c.graceful
 	c.mu.Unlock()
-	if !graceful {
+	if gone {
 		c.sink.Abort()
 	} else {
-		// A graceful close flushes under the sink's write deadline; bound it.
+		// A close under way writes under the sink's write deadline (a
+		// graceful one flushes the queue first); bound it.
 		t := time.AfterFunc(c.hub.opts.WriteTimeout, c.Abort)
 		defer t.Stop()
 	}

@@ -22,8 +22,8 @@ func TestWriteDelayScalesWithHotConnections(t *testing.T) {
 		{10_000, 300 * time.Millisecond},
 		{50_000, 300 * time.Millisecond},
 	} {
-		h.hotConns.Store(tc.hot)
-		if got := h.writeDelay(); got != tc.want {
+		h.pace.hot.Store(tc.hot)
+		if got := h.pace.writeDelay(); got != tc.want {
 			t.Errorf("%d hot connections: delay %s, want %s", tc.hot, got, tc.want)
 		}
 	}
@@ -31,10 +31,10 @@ func TestWriteDelayScalesWithHotConnections(t *testing.T) {
 
 type nullSink struct{}
 
-func (nullSink) WriteFrames([][]byte) error { return nil }
-func (nullSink) Ping() error                { return nil }
-func (nullSink) Close(int, string)          {}
-func (nullSink) Abort()                     {}
+func (nullSink) WriteFrames([][]byte) error   { return nil }
+func (nullSink) Ping() error                  { return nil }
+func (nullSink) Close(node.CloseCode, string) {}
+func (nullSink) Abort()                       {}
 
 // A connection counts as hot while its writer is busy with a stream of
 // frames, and stops counting when the stream ends: a storm that is over
@@ -46,22 +46,22 @@ func TestHotConnectionsCountedWhileBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for h.hotConns.Load() != 1 {
+	for h.pace.hot.Load() != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("a connection sent a frame every millisecond never counted as hot")
 		}
 		c.Enqueue([]byte("frame"))
 		time.Sleep(time.Millisecond)
 	}
-	for h.hotConns.Load() != 0 {
+	for h.pace.hot.Load() != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the connection still counts as hot after its stream ended")
 		}
 		time.Sleep(time.Millisecond)
 	}
-	c.Close(CloseGoingAway, "")
+	c.Close(node.CloseGoingAway, "")
 	c.Finish()
-	if n := h.hotConns.Load(); n != 0 {
+	if n := h.pace.hot.Load(); n != 0 {
 		t.Errorf("%d hot connections after the connection finished", n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"dce/app/hub"
+	"dce/app/node"
 )
 
 // heatFrames make a connection hot (see hub.hot): 2 frames per delay over
@@ -53,7 +54,7 @@ func TestWriteDelayBatchesAHotConnection(t *testing.T) {
 	if batches := s.Batches(); batches[len(batches)-1] != 5 {
 		t.Errorf("the burst went out in batches %v, want its 5 frames in one", batches[1+heatFrames:])
 	}
-	c.Close(hub.CloseGoingAway, "")
+	c.Close(node.CloseGoingAway, "")
 	c.Finish()
 }
 
@@ -80,7 +81,7 @@ func TestWriteDelaySparesASteadyTrickle(t *testing.T) {
 	if batched > 2 { // a stalled test machine may batch one or two
 		t.Errorf("%d of %d writes carried more than one frame: %v; a trickle must not wait", batched, len(s.Batches()), s.Batches())
 	}
-	c.Close(hub.CloseGoingAway, "")
+	c.Close(node.CloseGoingAway, "")
 	c.Finish()
 }
 
@@ -115,7 +116,7 @@ func TestWriteDelayNeverMakesAReaderSlow(t *testing.T) {
 			t.Fatalf("closed: %v", s.Events())
 		}
 	}
-	c.Close(hub.CloseGoingAway, "")
+	c.Close(node.CloseGoingAway, "")
 	c.Finish()
 }
 
@@ -143,6 +144,6 @@ func TestWriteDelaySkippedForAReply(t *testing.T) {
 	if got := s.Events()[heatFrames:]; !slices.Equal(got, []string{"frame:push 1", "frame:push 2", "frame:reply"}) {
 		t.Errorf("written %v", got)
 	}
-	c.Close(hub.CloseGoingAway, "")
+	c.Close(node.CloseGoingAway, "")
 	c.Finish()
 }

@@ -12,48 +12,35 @@ import (
 	"dce/common/model"
 )
 
-// Admission errors.
+// Admission errors: each is the disconnect its connection gets where it
+// already has a socket with close codes (a WebSocket whose sid names a
+// user over the cap, one that raced past Admit).
 var (
-	ErrServerFull      = errors.New("the server is at its connection limit")
-	ErrTooManyAnon     = errors.New("too many connections from this address without a login")
-	ErrTooManyForUser  = errors.New("too many connections for this user")
-	ErrShuttingDown    = errors.New("the server is shutting down")
-	errConnectionGone  = errors.New("the connection has closed")
-	defaultQueueBytes  = 1 << 20
-	defaultQueueFrames = 4096
+	ErrServerFull     = &node.Disconnect{Code: node.CloseOverConnLimit, Reason: "the server is at its connection limit"}
+	ErrTooManyAnon    = &node.Disconnect{Code: node.CloseOverConnLimit, Reason: "too many connections from this address without a login"}
+	ErrTooManyForUser = &node.Disconnect{Code: node.CloseOverConnLimit, Reason: "too many connections for this user"}
+	ErrShuttingDown   = &node.Disconnect{Code: node.CloseGoingAway, Reason: "the server is shutting down"}
 )
 
-// When a connection's writer waits (Options.WriteDelay): only when frames
-// reach it fast enough for the wait to gather a batch. The writer counts
-// the frames it wrote over windows of rateWindow write delays; a
-// connection is hot when its current or last window held at least
-// minDelayedBatch frames per delay. A chat room's steady trickle (tens of
-// messages a second) never waits; a broadcast storm does.
-//
-// How long: every write costs a syscall of several microseconds whatever
-// it carries, so what bounds a storm's CPU is writes per second, which is
-// hot connections over the delay. The delay therefore grows with the
-// number of hot connections: WriteDelay for each delayScaleConns of them
-// (never less than WriteDelay), up to maxDelayScale times WriteDelay.
+var errConnectionGone = errors.New("the connection has closed")
+
 const (
-	rateWindow      = 4
-	minDelayedBatch = 2
-	delayScaleConns = 1000
-	maxDelayScale   = 10
+	defaultQueueBytes  = 1 << 20
+	defaultQueueFrames = 4096
 )
 
 // Options configure a Hub. Zero values take the defaults noted.
 type Options struct {
 	QueueBytes   int           // bytes queued per connection before it is closed as too slow; 1 MiB
 	QueueFrames  int           // frames queued per connection before the same; 4096
-	WriteTimeout time.Duration // how long a graceful close may flush; 10 s
+	WriteTimeout time.Duration // how long a close may take to flush and write its close frame (Finish); 10 s
 	// WriteDelay is how long the writer of a hot connection (one that
 	// wrote less than a delay ago, and has lately been sent at least
 	// minDelayedBatch frames per delay) waits, once woken, for more frames
-	// before it writes, per 1,000 hot connections (see delayScaleConns):
-	// under a broadcast storm that turns one syscall per frame into one
-	// per batch, while a connection sent less still writes each frame at
-	// once. 0: always write at once.
+	// before it writes, per 1,000 hot connections (writer.go): under a
+	// broadcast storm that turns one syscall per frame into one per batch,
+	// while a connection sent less still writes each frame at once. 0:
+	// always write at once.
 	WriteDelay      time.Duration
 	MaxConns        int           // connections on this node; 0 is no limit
 	MaxConnsPerUser int           // 0 is no limit
@@ -86,10 +73,8 @@ type Hub struct {
 	nextID     atomic.Uint64
 	slowClosed atomic.Uint64
 	framesOut  atomic.Uint64
-	hotConns   atomic.Int64 // connections whose writer last found them hot
-	sweeps     atomic.Int32 // broadcasts writing to idle connections inline now
-	stormUntil atomic.Int64 // Unix ns: until then deliveries are queued, never inline
 	delivered  atomic.Uint64
+	pace       pacing // write batching (writer.go)
 }
 
 type userEntry struct {
@@ -114,7 +99,8 @@ func New(opts Options) *Hub {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	h := &Hub{opts: opts, log: opts.Log, conns: map[uint64]*Conn{}, users: map[int64]*userEntry{}, anonByIP: map[string]int{}}
+	h := &Hub{opts: opts, log: opts.Log, conns: map[uint64]*Conn{}, users: map[int64]*userEntry{}, anonByIP: map[string]int{},
+		pace: newPacing(opts.WriteDelay)}
 	h.SetCaps(opts.MaxConns, opts.MaxConnsPerUser, opts.MaxAnonPerIP)
 	return h
 }
@@ -164,6 +150,7 @@ func (h *Hub) RegisterWithCredential(sink Sink, transport node.Method, remoteIP 
 func (h *Hub) register(sink Sink, transport node.Method, remoteIP string, pingEvery time.Duration, anonymous bool) (*Conn, error) {
 	c := &Conn{hub: h, id: h.nextID.Add(1), transport: transport, remoteIP: remoteIP, sink: sink, attachedAt: -1}
 	c.inline, _ = sink.(InlineSink)
+	c.ponger, _ = sink.(Ponger)
 	h.mu.Lock()
 	if err := h.admitLocked(remoteIP, anonymous); err != nil {
 		h.mu.Unlock()
@@ -316,7 +303,7 @@ func (h *Hub) anonDecLocked(ip string) {
 
 // remove drops a finished connection from the indexes.
 func (h *Hub) remove(c *Conn) {
-	c.countHot(false) // the writer has exited: its fields are ours
+	c.w.countHot(&h.pace, false) // the writer has exited: its fields are ours
 	h.presenceMu.Lock()
 	defer h.presenceMu.Unlock()
 	h.mu.Lock()
@@ -335,111 +322,52 @@ func (h *Hub) remove(c *Conn) {
 	h.emit(events)
 }
 
-// writeDelay is how long a hot connection's writer waits now: WriteDelay
-// for every delayScaleConns hot connections, between 1 and maxDelayScale
-// times WriteDelay.
-func (h *Hub) writeDelay() time.Duration {
-	d := h.opts.WriteDelay
-	scale := min(max(h.hotConns.Load(), delayScaleConns), maxDelayScale*delayScaleConns)
-	return d * time.Duration(scale) / delayScaleConns
-}
-
 // Deliver delivers frame to every connection of every user in users, except
-// the connection numbered except (0: none), as Broadcast does. The same
-// bytes go to every queue; callers must not change them afterwards.
+// the connection numbered except (0: none): written at once to the idle
+// ones (writer.go) before it returns, queued on the others. The same bytes
+// go to every queue; callers must not change them afterwards.
 func (h *Hub) Deliver(users []int64, frame []byte, except uint64) {
-	idle := idleLists.Get().(*[]*Conn)
-	now := time.Now()
-	if h.storm(now) {
-		now = time.Time{} // queued only
-	}
+	d := h.startDelivery(frame, toUsers)
 	h.mu.RLock()
-	n := 0
 	for _, id := range users {
 		if u := h.users[id]; u != nil {
 			for c := range u.conns {
-				if c.id != except && h.deliverLocked(c, frame, now, idle) {
-					n++
+				if c.id != except {
+					d.offerLocked(c)
 				}
 			}
 		}
 	}
 	h.mu.RUnlock()
-	h.delivered.Add(uint64(n))
-	h.finishDelivery(idle, frame)
-}
-
-// deliverLocked claims c for an inline write (into idle) or queues frame
-// on it; it reports whether frame will reach c. The caller holds h.mu for
-// reading, so it must not write: finishDelivery does, after.
-func (h *Hub) deliverLocked(c *Conn, frame []byte, now time.Time, idle *[]*Conn) bool {
-	ok, claimed := c.push(frame, false, now) // a zero now: queued only
-	if claimed {
-		*idle = append(*idle, c)
-	}
-	return ok
-}
-
-// finishDelivery writes frame to the connections a delivery claimed.
-func (h *Hub) finishDelivery(idle *[]*Conn, frame []byte) {
-	writeIdle(*idle, frame)
-	clear(*idle)
-	*idle = (*idle)[:0]
-	if cap(*idle) <= 1<<16 {
-		idleLists.Put(idle)
-	}
+	h.finishDelivery(&d)
 }
 
 // Broadcast delivers frame to every logged-in connection except the one
-// numbered exceptConn and those of exceptUser (0: none): written at once to
-// the idle ones (inline.go), queued on the others. The inline writes may
-// still be under way when it returns.
+// numbered exceptConn and those of exceptUser (0: none), as Deliver does,
+// except that the inline writes may still be under way when it returns.
 func (h *Hub) Broadcast(frame []byte, exceptConn uint64, exceptUser int64) {
-	h.broadcast(frame, exceptConn, exceptUser, false)
+	h.broadcast(frame, exceptConn, exceptUser, toAll)
 }
 
 // BroadcastPresence enqueues a presence frame on every logged-in connection
-// that watches presence.
+// that watches presence. Nothing is written inline: presence is announced
+// under presenceMu, which must not wait for a sweep of writes.
 func (h *Hub) BroadcastPresence(frame []byte) {
-	h.broadcast(frame, 0, 0, true)
+	h.broadcast(frame, 0, 0, queuedOnly)
 }
 
-func (h *Hub) broadcast(frame []byte, exceptConn uint64, exceptUser int64, watchersOnly bool) {
-	idle := idleLists.Get().(*[]*Conn)
-	now := time.Now()
-	// Presence is queued only: it is announced under presenceMu, which
-	// must not wait for a sweep of writes.
-	sweep := !watchersOnly && h.startSweep(now)
-	if !sweep {
-		now = time.Time{}
-	}
+func (h *Hub) broadcast(frame []byte, exceptConn uint64, exceptUser int64, kind deliveryKind) {
+	watchersOnly := kind == queuedOnly
+	d := h.startDelivery(frame, kind)
 	h.mu.RLock()
-	n := 0
 	for _, c := range h.attached {
 		if c.id == exceptConn || (exceptUser != 0 && c.userID == exceptUser) || (watchersOnly && c.unwatched.Load()) {
 			continue
 		}
-		if h.deliverLocked(c, frame, now, idle) {
-			n++
-		}
+		d.offerLocked(c)
 	}
 	h.mu.RUnlock()
-	h.delivered.Add(uint64(n))
-	if !sweep || len(*idle) == 0 {
-		h.finishDelivery(idle, frame)
-		if sweep {
-			h.sweeps.Add(-1)
-		}
-		return
-	}
-	// The sweep goes on in a goroutine of its own: the broadcaster (a
-	// sender's reply waits for it) need not wait for thousands of writes.
-	// Order holds all the same: every connection has this frame queued or
-	// claimed now, so a later delivery is queued behind it.
-	go func() {
-		h.finishDelivery(idle, frame)
-		h.sweeps.Add(-1)
-	}()
+	h.finishDelivery(&d)
 }
 
 // UserConns returns the user's live connections.
@@ -459,7 +387,7 @@ func (h *Hub) UserConns(user int64) []*Conn {
 
 // Kick sends frame (if any) to every connection of user, then closes them
 // with code and reason.
-func (h *Hub) Kick(user int64, frame []byte, code int, reason string) int {
+func (h *Hub) Kick(user int64, frame []byte, code node.CloseCode, reason string) int {
 	conns := h.UserConns(user)
 	for _, c := range conns {
 		if frame != nil {
@@ -530,7 +458,7 @@ func (h *Hub) Stats() Stats {
 // Shutdown refuses new connections and closes every live one with code
 // (1001 on stop), waiting until they are gone or ctx ends; whatever is left
 // then is aborted.
-func (h *Hub) Shutdown(ctx context.Context, code int, reason string) {
+func (h *Hub) Shutdown(ctx context.Context, code node.CloseCode, reason string) {
 	h.mu.Lock()
 	h.closing = true
 	conns := make([]*Conn, 0, len(h.conns))

@@ -37,7 +37,7 @@ type fakeSink struct {
 	events   []string // "frame:...", "ping", "close:CODE:REASON"
 	batches  []int    // the number of frames of each WriteFrames
 	closes   int
-	code     int
+	code     node.CloseCode
 	sealed   bool // set once Finish has returned: any call after it is a bug
 	late     []string
 	abort    chan struct{}
@@ -83,7 +83,7 @@ func (s *fakeSink) Batches() []int {
 
 func (s *fakeSink) Ping() error { s.record("ping"); return nil }
 
-func (s *fakeSink) Close(code int, reason string) {
+func (s *fakeSink) Close(code node.CloseCode, reason string) {
 	s.record(fmt.Sprintf("close:%d:%s", code, reason))
 	s.mu.Lock()
 	s.closes++
@@ -102,7 +102,7 @@ func (s *fakeSink) Events() []string {
 	return append([]string(nil), s.events...)
 }
 
-func (s *fakeSink) closed() (int, int) {
+func (s *fakeSink) closed() (int, node.CloseCode) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closes, s.code
@@ -181,8 +181,8 @@ func TestQueueBoundInFrames(t *testing.T) {
 		t.Fatal("an overflowing connection is not closing")
 	}
 	waitFor(t, "the close", func() bool { n, _ := s.closed(); return n == 1 })
-	if _, code := s.closed(); code != hub.CloseTooSlow {
-		t.Fatalf("close code %d, want %d", code, hub.CloseTooSlow)
+	if _, code := s.closed(); code != node.CloseTooSlow {
+		t.Fatalf("close code %d, want %d", code, node.CloseTooSlow)
 	}
 	t.Logf("closed %v after the overflow", time.Since(start))
 	if got := h.Stats().SlowClosed; got != 1 {
@@ -221,7 +221,7 @@ func TestQueueBoundInBytes(t *testing.T) {
 	if c.Enqueue(big) {
 		t.Fatal("1200 queued bytes accepted over a bound of 1000")
 	}
-	waitFor(t, "the close", func() bool { n, code := s.closed(); return n == 1 && code == hub.CloseTooSlow })
+	waitFor(t, "the close", func() bool { n, code := s.closed(); return n == 1 && code == node.CloseTooSlow })
 	c.Finish()
 	if !strings.Contains(logs.String(), "slow connection closed") || !strings.Contains(logs.String(), "queued_bytes=900") {
 		t.Fatalf("the slow close is not logged with the 900 bytes queued: %q", logs.String())
@@ -240,7 +240,7 @@ func TestCloseFlushesQueuedFramesFirst(t *testing.T) {
 	waitEntered(t, s)
 	c.Enqueue(frame("b"))
 	c.Enqueue(frame("c"))
-	c.Close(hub.CloseKicked, "kicked")
+	c.Close(node.CloseKicked, "kicked")
 	if c.Enqueue(frame("d")) {
 		t.Fatal("Enqueue after Close was accepted")
 	}
@@ -252,7 +252,7 @@ func TestCloseFlushesQueuedFramesFirst(t *testing.T) {
 	if got := s.Events(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("events %q, want %q", got, want)
 	}
-	c.Close(hub.CloseGoingAway, "again")
+	c.Close(node.CloseGoingAway, "again")
 	c.Enqueue(frame("e"))
 	c.Abort()
 	time.Sleep(20 * time.Millisecond)
@@ -271,7 +271,7 @@ func TestGracefulCloseIsBoundedByWriteTimeout(t *testing.T) {
 	c := register(t, h, s, "10.0.0.1")
 	c.Enqueue(frame("stuck"))
 	waitEntered(t, s)
-	c.Close(hub.CloseGoingAway, "bye")
+	c.Close(node.CloseGoingAway, "bye")
 	start := time.Now()
 	done := make(chan struct{})
 	go func() { c.Finish(); close(done) }()
@@ -284,8 +284,8 @@ func TestGracefulCloseIsBoundedByWriteTimeout(t *testing.T) {
 	if took < writeTimeout/2 {
 		t.Errorf("Finish returned after %v, before the write timeout %v", took, writeTimeout)
 	}
-	if n, code := s.closed(); n != 1 || code != hub.CloseGoingAway {
-		t.Fatalf("closes %d with code %d, want one with %d", n, code, hub.CloseGoingAway)
+	if n, code := s.closed(); n != 1 || code != node.CloseGoingAway {
+		t.Fatalf("closes %d with code %d, want one with %d", n, code, node.CloseGoingAway)
 	}
 }
 
@@ -322,7 +322,7 @@ func TestKickSendsFrameThenCloses(t *testing.T) {
 	if err := register(t, h, bystander, "10.0.0.2").SetSession(session(43, "other")); err != nil {
 		t.Fatal(err)
 	}
-	if n := h.Kick(42, frame(`im/kicked;{"reason":"x"}`), hub.CloseKicked, "kicked"); n != 2 {
+	if n := h.Kick(42, frame(`im/kicked;{"reason":"x"}`), node.CloseKicked, "kicked"); n != 2 {
 		t.Fatalf("Kick reached %d connections, want 2", n)
 	}
 	for i, s := range sinks {
@@ -558,12 +558,12 @@ func TestShutdown(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	h.Shutdown(ctx, hub.CloseGoingAway, "server shutting down")
+	h.Shutdown(ctx, node.CloseGoingAway, "server shutting down")
 	if ctx.Err() != nil {
 		t.Fatal("Shutdown ran into its deadline")
 	}
 	for i, s := range sinks {
-		if n, code := s.closed(); n != 1 || code != hub.CloseGoingAway {
+		if n, code := s.closed(); n != 1 || code != node.CloseGoingAway {
 			t.Fatalf("connection %d: %d closes, code %d", i, n, code)
 		}
 	}
@@ -593,7 +593,7 @@ func TestPingStopsWithTheConnection(t *testing.T) {
 		return n
 	}
 	waitFor(t, "three pings", func() bool { return pings() >= 3 })
-	c.Close(hub.CloseGoingAway, "")
+	c.Close(node.CloseGoingAway, "")
 	c.Finish()
 	s.seal()
 	time.Sleep(30 * time.Millisecond)
@@ -654,7 +654,7 @@ func TestConcurrentUseIsDeadlockFree(t *testing.T) {
 				case op == 7:
 					h.Broadcast(frame("broadcast"), mine[0].ID(), int64(rng.IntN(users)))
 				case op == 8 && rng.IntN(8) == 0:
-					h.Kick(int64(1+rng.IntN(users)), frame("im/kicked;{}"), hub.CloseKicked, "kicked")
+					h.Kick(int64(1+rng.IntN(users)), frame("im/kicked;{}"), node.CloseKicked, "kicked")
 				case op == 9:
 					h.EndSession(int64(1+rng.IntN(users)), fmt.Sprint("sid", rng.IntN(2)))
 				case op == 10:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"dce/app/hub"
+	"dce/app/node"
 )
 
 // maxLater is the hub's bound on a connection's unfinished deferred
@@ -270,7 +271,7 @@ func TestFinishWaitsForDeferred(t *testing.T) {
 		c.Defer(held.finish(i))
 	}
 	held.waitStarted(t, 0)
-	c.Close(hub.CloseGoingAway, "bye") // the peer is going: replies may be dropped, the work is not
+	c.Close(node.CloseGoingAway, "bye") // the peer is going: replies may be dropped, the work is not
 	finished := make(chan struct{})
 	go func() { c.Finish(); close(finished) }()
 	select {
@@ -296,8 +297,8 @@ func TestFinishWaitsForDeferred(t *testing.T) {
 	if st := h.Stats(); st.Connections != 0 {
 		t.Fatalf("%d connections after Finish", st.Connections)
 	}
-	if nClose, code := s.closed(); nClose != 1 || code != hub.CloseGoingAway {
-		t.Fatalf("closed %d times with %d, want once with %d", nClose, code, hub.CloseGoingAway)
+	if nClose, code := s.closed(); nClose != 1 || code != node.CloseGoingAway {
+		t.Fatalf("closed %d times with %d, want once with %d", nClose, code, node.CloseGoingAway)
 	}
 	// A connection with nothing deferred finishes at once.
 	idle := register(t, h, newSink(), "10.0.0.2")

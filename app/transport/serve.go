@@ -92,15 +92,16 @@ func (o *Options) dispatch(ctx context.Context, c *hub.Conn, bad *badFrames, raw
 		c.Reply(reply)
 	}
 	if isBad && bad.add(time.Now(), o.Live.Load().BadFramesPerMinute) {
-		c.Close(hub.ClosePolicy, "too many bad frames")
+		c.Close(node.ClosePolicy, "too many bad frames")
 		return false
 	}
 	return true
 }
 
 // resume attaches a new connection to the session sid names, if it is live.
-// A banned user's connection is closed with 4503, one over the per-user cap
-// with 1008.
+// A refusal that is a node.Disconnect closes the connection with its code
+// (4503 for a banned user, 4509 for one over the per-user cap); a stale sid
+// leaves it anonymous.
 func (o *Options) resume(ctx context.Context, c *hub.Conn, sid string) {
 	if sid == "" {
 		return
@@ -112,24 +113,23 @@ func (o *Options) resume(ctx context.Context, c *hub.Conn, sid string) {
 	// It came in past the anonymous cap on the strength of its sid; a sid
 	// that logs nobody in must not be a way around the cap.
 	if c.Session() == nil && o.Hub.OverAnonCap(c.RemoteIP()) {
-		c.Close(hub.ClosePolicy, hub.ErrTooManyAnon.Error())
+		c.Close(node.ClosePolicy, hub.ErrTooManyAnon.Reason)
+		return
+	}
+	var d *node.Disconnect
+	if errors.As(err, &d) {
+		c.Close(d.Code, d.Reason)
 		return
 	}
 	e, _ := node.AsError(err)
 	switch e.Code {
 	case node.CodeForbidden:
-		if c.Session() == nil && isBan(e) {
-			c.Close(hub.CloseBanned, "banned")
-		} else {
-			c.Close(hub.ClosePolicy, e.Message)
-		}
+		c.Close(node.ClosePolicy, e.Message)
 	case node.CodeUnauthorized: // a stale sid: the connection stays, anonymous
 	default:
 		o.Log.Warn("resume at connect failed", "err", err)
 	}
 }
-
-func isBan(e *node.Error) bool { return len(e.Message) >= 6 && e.Message[:6] == "banned" }
 
 // finish ends a connection after its reader stopped. The session is told
 // before the hub lets the connection go, so that shutdown, which waits for
@@ -159,9 +159,9 @@ func hostIP(addr net.Addr) string {
 // writeDeadline keeps a socket's write deadline between half the write
 // timeout and the whole of it ahead, moving it only when it has come
 // within half: setting a deadline costs a lock in the runtime's poller, too
-// much to pay on every write of a busy connection. One goroutine at a time
-// calls extend and set (the sink serialises its writes); abort may come
-// from anywhere.
+// much to pay on every write of a busy connection. Only the holder of the
+// connection's writer role calls extend and set; abort may come from
+// anywhere.
 type writeDeadline struct {
 	conn    net.Conn
 	timeout time.Duration
@@ -266,16 +266,22 @@ func tryWriteFrame(socket syscall.RawConn, deadline *writeDeadline, rest *[]byte
 // monitor thread whenever it sleeps, which happened on every broadcast
 // that followed a quiet spell and cost about a twentieth of the server's
 // CPU in a paced fan-out.
+//
+// It goes through Control, which only keeps the descriptor open, and not
+// Write, which would first take the descriptor's write lock: the caller
+// may be a delivery sweeping many connections, and the lock may be held
+// by a write that waits on this socket (the WebSocket library's own close
+// after a protocol error, with a one-second deadline). The writer role
+// makes sure no other write of ours runs meanwhile.
 func writeNoWait(socket syscall.RawConn, b []byte) (n int, err error) {
 	var werr error
-	err = socket.Write(func(fd uintptr) bool {
+	err = socket.Control(func(fd uintptr) {
 		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
 		if errno != 0 {
 			werr = errno
 		} else {
 			n = int(r)
 		}
-		return true // done, whatever happened: no waiting
 	})
 	if err != nil {
 		return 0, err

@@ -125,14 +125,15 @@ func (t *TCP) serveConn(nc net.Conn) {
 	}
 	ip := hostIP(nc.RemoteAddr())
 	if e := t.allowConnect(context.Background(), ip, ""); e != nil {
-		_ = nc.SetWriteDeadline(time.Now().Add(t.WriteTimeout))
+		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = nc.Write(append(wire.AppendError(nil, "", "", e.Code, e.Message, e.RetryAfterMS()), '\n'))
 		_ = nc.Close()
 		return
 	}
 	c, err := t.Hub.Register(hubSink, node.TCP, ip, 0)
-	if err != nil {
-		_, _ = nc.Write(append(wire.AppendError(nil, "error", "", node.CodeForbidden, err.Error(), 0), '\n'))
+	if err != nil { // over a cap (PROTOCOL.md section 1): no writer exists, the socket is ours
+		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = nc.Write(append(wire.AppendError(nil, "", "", node.CodeRateLimited, err.Error(), 0), '\n'))
 		_ = nc.Close()
 		return
 	}
@@ -152,7 +153,7 @@ func (t *TCP) serveConn(nc net.Conn) {
 		line, err := lines.Next()
 		if errors.Is(err, ErrLineTooLong) {
 			c.Enqueue(wire.AppendError(nil, "error", "", node.CodeTooLarge, "frame is over the size limit", 0))
-			c.Close(hub.CloseTooLarge, "frame too large")
+			c.Close(node.CloseTooLarge, "frame too large")
 			break
 		}
 		if err != nil {
@@ -178,6 +179,8 @@ type streamSink struct {
 	rest      []byte // what a TryWrite could not write: it goes before anything else
 }
 
+var _ hub.InlineSink = (*inlineStreamSink)(nil)
+
 var newline = []byte{'\n'}
 
 func (s *streamSink) WriteFrames(frames [][]byte) error {
@@ -201,8 +204,9 @@ func (s *streamSink) WriteFrames(frames [][]byte) error {
 }
 
 // inlineStreamSink is a streamSink that can also write without blocking,
-// through the raw socket: the hub's InlineSink. The hub never calls it at
-// the same time as the sink's other methods.
+// through the raw socket: the hub's InlineSink. Like the streamSink it is
+// used only by the holder of the connection's writer role, so it needs no
+// lock.
 type inlineStreamSink struct {
 	*streamSink
 	socket syscall.RawConn
@@ -216,7 +220,7 @@ func (s *inlineStreamSink) TryWrite(frame []byte) (taken, more bool, err error) 
 
 func (s *streamSink) Ping() error { return nil }
 
-func (s *streamSink) Close(code int, reason string) {
+func (s *streamSink) Close(code node.CloseCode, reason string) {
 	s.closeOnce.Do(func() { _ = s.conn.Close() })
 }
 

@@ -223,7 +223,7 @@ func (p *udpPeer) dispatchProven(ctx context.Context, proven *provenPeer, frame 
 		proven.Reply(reply)
 	}
 	if isBad && p.bad.add(time.Now(), p.udp.Live.Load().BadFramesPerMinute) {
-		proven.Close(hub.ClosePolicy, "too many bad frames")
+		proven.Close(node.ClosePolicy, "too many bad frames")
 		return false
 	}
 	return true
@@ -504,7 +504,7 @@ func (s *udpSink) Ping() error { return nil }
 
 // Close is the hub closing the peer (a kick, a shutdown): the peer is
 // ended from another goroutine, since Finish waits for this writer.
-func (s *udpSink) Close(code int, reason string) {
+func (s *udpSink) Close(code node.CloseCode, reason string) {
 	if s.discarded.Load() {
 		return
 	}

@@ -100,6 +100,7 @@ func (ws *WebSocket) Upgrade(c *fiber.Ctx) error {
 		return writeError(c, e) // 429 with Retry-After
 	}
 	if err := ws.Hub.Admit(ip, sid == ""); err != nil {
+		c.Set(fiber.HeaderRetryAfter, capRetryAfter)
 		return fiber.NewError(fiber.StatusServiceUnavailable, err.Error())
 	}
 	c.Locals(localIP, strings.Clone(ip))
@@ -112,6 +113,10 @@ func (ws *WebSocket) Upgrade(c *fiber.Ctx) error {
 	}
 	return ws.handler(c)
 }
+
+// capRetryAfter is the Retry-After, in seconds, of an upgrade refused at a
+// connection cap: places come free as others leave, not at a known time.
+const capRetryAfter = "5"
 
 // hasToken reports whether the comma-separated header value lists token.
 func hasToken(header, token string) bool {
@@ -173,7 +178,6 @@ func (ws *WebSocket) read(wc *fws.Conn, socket syscall.RawConn, ip, sid string, 
 		}
 	}()
 	sink := newWSSink(wc, ws.WriteTimeout)
-	sink.takeControlFrames()
 	var hubSink hub.Sink = sink
 	if socket != nil {
 		hubSink = &inlineWSSink{wsSink: sink, socket: socket}
@@ -183,10 +187,16 @@ func (ws *WebSocket) read(wc *fws.Conn, socket syscall.RawConn, ip, sid string, 
 		register = ws.Hub.RegisterWithCredential
 	}
 	c, err := register(hubSink, node.WebSocket, ip, ws.PingInterval)
-	if err != nil {
-		sink.Close(hub.ClosePolicy, err.Error())
+	if err != nil { // a cap reached since Admit, or a shutdown: no writer exists, the socket is ours
+		code := node.ClosePolicy
+		var d *node.Disconnect
+		if errors.As(err, &d) {
+			code = d.Code
+		}
+		sink.Close(code, err.Error())
 		return
 	}
+	takeControlFrames(wc, c)
 	if unwatched {
 		c.WatchPresence(false)
 	}
@@ -226,10 +236,10 @@ func (ws *WebSocket) handleMessage(ctx context.Context, c *hub.Conn, bad *badFra
 		return false
 	case len(msg) > maxFrame:
 		c.Enqueue(wire.AppendError(nil, "error", "", node.CodeTooLarge, "frame is over the size limit", 0))
-		c.Close(hub.CloseTooLarge, "frame too large")
+		c.Close(node.CloseTooLarge, "frame too large")
 		return false
 	case kind == websocket.TextMessage && !utf8.Valid(msg):
-		c.Close(hub.CloseInvalidUTF8, "invalid UTF-8")
+		c.Close(node.CloseInvalidUTF8, "invalid UTF-8")
 		return false
 	case len(msg) == 0:
 		return true
@@ -248,34 +258,42 @@ func (ws *WebSocket) recoverPanic(*websocket.Conn) {
 
 // wsSink writes frames as WebSocket text messages. It builds the frames
 // itself and writes a batch of them to the socket with one syscall: the
-// library would spend one write per message. Every write to the socket
-// goes through writeRaw, the reader's pong and close echo included (see
-// takeControlFrames), so frames never interleave.
+// library would spend one write per message. Like every Sink it is used
+// only by the holder of the connection's writer role (hub/writer.go), one
+// goroutine at a time, so it needs no lock: the reader does not write, it
+// hands the peer's pings and close to the hub (takeControlFrames).
 type wsSink struct {
-	conn         *fws.Conn
-	raw          net.Conn
-	writeTimeout time.Duration
-	closeOnce    sync.Once
-
-	mu        sync.Mutex // serialises writes to raw; guards the fields below
-	closeSent bool       // a close frame has gone out: nothing may follow it
+	conn      *fws.Conn
+	raw       net.Conn
 	deadline  writeDeadline
+	closeSent bool   // a close frame has gone out: nothing may follow it
+	closed    bool   // Close has run
 	rest      []byte // what a TryWrite could not write: it goes before anything else
 }
 
+var (
+	_ hub.Ponger     = (*wsSink)(nil)
+	_ hub.InlineSink = (*inlineWSSink)(nil)
+)
+
 func newWSSink(wc *fws.Conn, writeTimeout time.Duration) *wsSink {
 	raw := wc.NetConn()
-	return &wsSink{conn: wc, raw: raw, writeTimeout: writeTimeout, deadline: writeDeadline{conn: raw, timeout: writeTimeout}}
+	return &wsSink{conn: wc, raw: raw, deadline: writeDeadline{conn: raw, timeout: writeTimeout}}
 }
 
-// takeControlFrames answers the peer's pings and close through the sink.
-func (s *wsSink) takeControlFrames() {
-	s.conn.SetPingHandler(func(data string) error {
-		_ = s.writeControl(opPong, []byte(data), time.Time{}, false)
-		return nil // a failed pong shows up as a failed read or write soon enough
+// takeControlFrames hands the peer's pings and close to c's writer, which
+// answers them: the reader never writes, so a peer that pings and does not
+// read stalls nobody but its own writer, whose write timeout closes it.
+// The library still writes a close itself after a protocol error it finds
+// while reading, with its own one-second deadline; the connection ends
+// then anyway.
+func takeControlFrames(wc *fws.Conn, c *hub.Conn) {
+	wc.SetPingHandler(func(data string) error {
+		c.Pong(data)
+		return nil
 	})
-	s.conn.SetCloseHandler(func(code int, _ string) error {
-		_ = s.writeControl(opClose, websocket.FormatCloseMessage(code, ""), time.Now().Add(time.Second), true)
+	wc.SetCloseHandler(func(code int, _ string) error {
+		c.CloseNow(node.CloseCode(code), "")
 		return nil
 	})
 }
@@ -310,8 +328,6 @@ var errCloseSent = errors.New("websocket: close already sent")
 // writeRaw writes b under the write timeout, or under deadline when it is
 // not zero.
 func (s *wsSink) writeRaw(b []byte, deadline time.Time, closing bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closeSent {
 		return errCloseSent
 	}
@@ -338,12 +354,15 @@ func (s *wsSink) writeRaw(b []byte, deadline time.Time, closing bool) error {
 	return err
 }
 
-func (s *wsSink) writeControl(op byte, payload []byte, deadline time.Time, closing bool) error {
-	var b [2 + 125]byte
-	if len(payload) > 125 {
-		payload = payload[:125]
-	}
-	return s.writeRaw(append(appendFrameHeader(b[:0], op, len(payload)), payload...), deadline, closing)
+// writeControl writes a control frame; payloads over 125 bytes are cut.
+func (s *wsSink) writeControl(op byte, payload string, deadline time.Time, closing bool) error {
+	payload = payload[:min(len(payload), 125)]
+	bp := wsBuffers.Get().(*[]byte)
+	b := append(appendFrameHeader((*bp)[:0], op, len(payload)), payload...)
+	err := s.writeRaw(b, deadline, closing)
+	*bp = b[:0]
+	wsBuffers.Put(bp)
+	return err
 }
 
 func (s *wsSink) WriteFrames(frames [][]byte) error {
@@ -381,8 +400,6 @@ type inlineWSSink struct {
 // TryWrite implements hub.InlineSink: one write(2) of the frame, never a
 // wait for the socket to drain.
 func (s *inlineWSSink) TryWrite(frame []byte) (taken, more bool, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closeSent {
 		return false, false, errCloseSent
 	}
@@ -391,22 +408,29 @@ func (s *inlineWSSink) TryWrite(frame []byte) (taken, more bool, err error) {
 }
 
 func (s *wsSink) Ping() error {
-	return s.writeControl(opPing, nil, time.Time{}, false)
+	return s.writeControl(opPing, "", time.Time{}, false)
+}
+
+// Pong implements hub.Ponger.
+func (s *wsSink) Pong(payload string) error {
+	return s.writeControl(opPong, payload, time.Time{}, false)
 }
 
 // closeReasonMax is the most a close frame's reason may hold.
 const closeReasonMax = 123
 
-func (s *wsSink) Close(code int, reason string) {
-	s.closeOnce.Do(func() {
-		if code != 0 {
-			if len(reason) > closeReasonMax {
-				reason = reason[:closeReasonMax]
-			}
-			_ = s.writeControl(opClose, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second), true)
+func (s *wsSink) Close(code node.CloseCode, reason string) {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if code != 0 {
+		if len(reason) > closeReasonMax {
+			reason = reason[:closeReasonMax]
 		}
-		_ = s.conn.Close()
-	})
+		_ = s.writeControl(opClose, string(websocket.FormatCloseMessage(int(code), reason)), time.Now().Add(time.Second), true)
+	}
+	_ = s.conn.Close()
 }
 
 func (s *wsSink) Abort() {

@@ -47,7 +47,13 @@ func faultTinyReceiveBuffer(network, addr string) (net.Conn, error) {
 // moment SlowClosed counts it), with 4008 or a reset (1006 once read: the
 // close frame cannot pass a full socket), and shown offline; the other
 // readers and senders must not notice.
-func TestF5SlowConsumer(t *testing.T) {
+func TestF5SlowConsumer(t *testing.T) { faultSlowConsumer(t, false) }
+
+// F5 with the F12 flooder: the stalled reader also floods pings, which the
+// server must answer through the reader's own writer; the figures are F5's.
+func TestF5SlowConsumerPingFlood(t *testing.T) { faultSlowConsumer(t, true) }
+
+func faultSlowConsumer(t *testing.T, flood bool) {
 	if testing.Short() {
 		t.Skip("fault test: skipped in -short mode")
 	}
@@ -105,6 +111,11 @@ func TestF5SlowConsumer(t *testing.T) {
 	servertest.Eventually(t, 5*time.Second, "the slow reader online", func() bool { on, _ := watcher.seen(ids[0]); return on == 1 })
 	slowBefore := s.Status().SlowClosed
 	rssBefore := servertest.RSS(t)
+	if flood {
+		stopFlood := make(chan struct{})
+		floodDone := isoFloodPings(slow.NetConn(), stopFlood)
+		defer func() { close(stopFlood); <-floodDone }()
+	}
 
 	// Senders run until told to stop.
 	stop := make(chan struct{})
@@ -210,8 +221,8 @@ func TestF5SlowConsumer(t *testing.T) {
 		fillToClose = closed.Sub(filled)
 	}
 	slowClosed := s.Status().SlowClosed - slowBefore
-	t.Logf("F5: closed_after=%v fill_to_close=%v slow_closed=%d close_code=%d delivered_before_close=%d sends=%d failed=%d lost=%d push %v ack %v rss_growth=%dB",
-		closed.Sub(start).Round(time.Millisecond), fillToClose.Round(time.Millisecond), slowClosed, closeCode, delivered,
+	t.Logf("F5 (ping flood %v): closed_after=%v fill_to_close=%v slow_closed=%d close_code=%d delivered_before_close=%d sends=%d failed=%d lost=%d push %v ack %v rss_growth=%dB",
+		flood, closed.Sub(start).Round(time.Millisecond), fillToClose.Round(time.Millisecond), slowClosed, closeCode, delivered,
 		total, failed.Load(), lost, &pushLatency, &ackLatency, rssGrowth)
 	if slowClosed != 1 {
 		t.Errorf("SlowClosed went up by %d, want 1", slowClosed)

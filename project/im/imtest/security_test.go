@@ -6,8 +6,10 @@ package imtest
 // (TESTPLAN pitfall 15).
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,6 +19,8 @@ import (
 
 	"dce/app/servertest"
 	"dce/common/config"
+
+	"github.com/gobwas/ws"
 )
 
 // A1: an upgrade carrying a valid dce_sid cookie is refused with 403 (no
@@ -224,8 +228,9 @@ func TestA11PerUserRateLimitAcrossConnections(t *testing.T) {
 	}
 }
 
-// A12: the 17th connection of one user is closed with 1008 and a reason;
-// the others keep working.
+// A12: the 17th connection of one user is closed with 4509 and a reason,
+// so that the client tells its user instead of reconnecting; the others
+// keep working.
 func TestA12PerUserConnectionCap(t *testing.T) {
 	s := servertest.Start(t)
 	limit := s.Config.Limits.ConnectionsPerUser
@@ -243,8 +248,8 @@ func TestA12PerUserConnectionCap(t *testing.T) {
 	if !over.WaitClosed(5 * time.Second) {
 		t.Fatalf("connection %d of one user was not closed", limit+1)
 	}
-	if code, reason := over.WSCloseCode(), over.ServerCloseReason(); code != 1008 || reason == "" {
-		t.Fatalf("connection %d closed with %d %q; want 1008 with a reason", limit+1, code, reason)
+	if code, reason := over.WSCloseCode(), over.ServerCloseReason(); code != 4509 || !strings.Contains(reason, "too many connections") {
+		t.Fatalf("connection %d closed with %d %q; want 4509 with the reason", limit+1, code, reason)
 	}
 	// Over TCP the resume is refused with forbidden; the connection stays, anonymous.
 	tcp := s.DialTCP(t)
@@ -287,6 +292,11 @@ func secDialRefused(t *testing.T, s *servertest.Server, d servertest.WSDial, sta
 		}
 		t.Fatalf("%s: status %d (%v), want %d", what, got, err, status)
 	}
+	if status == http.StatusServiceUnavailable {
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || secs < 1 {
+			t.Fatalf("%s: 503 with Retry-After %q, want a number of seconds", what, resp.Header.Get("Retry-After"))
+		}
+	}
 }
 
 // secTCPRefused fails unless a TCP connection is told no and closed.
@@ -296,8 +306,12 @@ func secTCPRefused(t *testing.T, c *servertest.Client, what string) {
 		t.Fatalf("%s: the TCP connection was not closed", what)
 	}
 	pushes := c.Pushes()
-	if len(pushes) != 1 || pushes[0].Path != "error" || pushes[0].ErrorCode() == "" {
-		t.Fatalf("%s: TCP got %v; want one error frame", what, pushes)
+	var body struct {
+		Path string `json:"path"`
+	}
+	if len(pushes) != 1 || pushes[0].Path != "error" || pushes[0].ErrorCode() != "rate_limited" ||
+		json.Unmarshal(pushes[0].Body, &body) != nil || body.Path != "" {
+		t.Fatalf("%s: TCP got %v; want one rate_limited error frame with an empty path", what, pushes)
 	}
 }
 
@@ -358,7 +372,39 @@ func TestA12NodeConnectionCap(t *testing.T) {
 			t.Fatalf("connection %d after the refusals: %s", i+1, f.Body)
 		}
 	}
+	// Upgrades that race for the last place: each passes the check before
+	// the upgrade, and all but one find the node full once they have a
+	// WebSocket. Those are closed with 4509 and a reason; the rest were
+	// refused before the upgrade with 503.
 	conns[len(conns)-1].Close()
+	servertest.Eventually(t, 5*time.Second, "the closed connection gone", func() bool { return s.Hub.Stats().Connections == limit-1 })
+	racers := secRaceUpgrades(t, s.HTTPURL, 16)
+	in, refused, closed := 0, 0, 0
+	for i, r := range racers {
+		switch {
+		case r.status == http.StatusServiceUnavailable:
+			refused++
+			if secs, err := strconv.Atoi(r.retryAfter); err != nil || secs < 1 {
+				t.Fatalf("racing upgrade %d: 503 with Retry-After %q", i, r.retryAfter)
+			}
+		case r.status != http.StatusSwitchingProtocols:
+			t.Fatalf("racing upgrade %d: status %d", i, r.status)
+		case r.closed:
+			closed++
+			if r.code != 4509 || r.reason == "" {
+				t.Fatalf("racing upgrade %d over the node cap was closed with %d %q; want 4509 with a reason", i, r.code, r.reason)
+			}
+		default:
+			in++
+		}
+	}
+	t.Logf("racing upgrades: %d in, %d refused with 503, %d closed with 4509", in, refused, closed)
+	if in != 1 {
+		t.Fatalf("%d of %d racing upgrades got the one free place", in, len(racers))
+	}
+	for _, r := range racers {
+		r.conn.Close()
+	}
 	servertest.Eventually(t, 5*time.Second, "a free place after a close", func() bool {
 		c, _, err := s.DialWSWith(t, servertest.WSDial{})
 		if err == nil {
@@ -367,6 +413,65 @@ func TestA12NodeConnectionCap(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// secRace is how one of secRaceUpgrades' upgrades ended.
+type secRace struct {
+	conn       net.Conn
+	status     int
+	retryAfter string
+	closed     bool // a close frame came within half a second of the upgrade
+	code       int
+	reason     string
+}
+
+// secRaceUpgrades opens n TCP connections to the HTTP server, then writes
+// a WebSocket upgrade request on each as close together as it can, so that
+// the server checks its caps for all of them before it registers any; it
+// reads each one's answer, and after a 101 whether a close frame follows.
+func secRaceUpgrades(t *testing.T, httpURL string, n int) []*secRace {
+	t.Helper()
+	addr := strings.TrimPrefix(httpURL, "http://")
+	races := make([]*secRace, n)
+	for i := range races {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		races[i] = &secRace{conn: conn}
+	}
+	req := []byte("GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	for _, r := range races {
+		if _, err := r.conn.Write(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, r := range races {
+		wg.Go(func() {
+			_ = r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			br := bufio.NewReader(r.conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return
+			}
+			r.status, r.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+			if r.status != http.StatusSwitchingProtocols {
+				return
+			}
+			_ = r.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			f, err := ws.ReadFrame(br)
+			if err == nil && f.Header.OpCode == ws.OpClose {
+				r.closed = true
+				code, reason := ws.ParseCloseFrameData(f.Payload)
+				r.code, r.reason = int(code), reason
+			}
+		})
+	}
+	wg.Wait()
+	return races
 }
 
 // A15: a cookie-carrying POST is refused unless it comes from this origin

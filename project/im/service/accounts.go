@@ -83,7 +83,7 @@ func (s *Service) Login(ctx context.Context, peer node.Peer, nickname, password,
 		return LoginResult{}, hashError(err)
 	}
 	if acct.Banned(now) {
-		return LoginResult{}, node.Errorf(node.CodeForbidden, "banned until %s", acct.BannedUntil.UTC().Format(time.RFC3339))
+		return LoginResult{}, node.NewDisconnect(node.CloseBanned, node.Errorf(node.CodeForbidden, "banned until %s", acct.BannedUntil.UTC().Format(time.RFC3339)))
 	}
 	attempt.settle(false)
 	s.failures.reset(keys[0].key)
@@ -156,7 +156,7 @@ func hashError(err error) error {
 func (s *Service) attach(peer node.Peer, sess *model.Session) error {
 	err := peer.SetSession(sess)
 	if errors.Is(err, hub.ErrTooManyForUser) {
-		return node.Errorf(node.CodeForbidden, "%v (the limit is %d)", err, s.Limits().ConnectionsPerUser)
+		return node.NewDisconnect(node.CloseOverConnLimit, node.Errorf(node.CodeForbidden, "%v (the limit is %d)", err, s.Limits().ConnectionsPerUser))
 	}
 	return err
 }
@@ -176,7 +176,7 @@ func (s *Service) Resume(ctx context.Context, peer node.Peer, sid string) (model
 		return model.User{}, err
 	}
 	if acct.Banned(s.Now()) {
-		return model.User{}, node.Errorf(node.CodeForbidden, "banned until %s", acct.BannedUntil.UTC().Format(time.RFC3339))
+		return model.User{}, node.NewDisconnect(node.CloseBanned, node.Errorf(node.CodeForbidden, "banned until %s", acct.BannedUntil.UTC().Format(time.RFC3339)))
 	}
 	if err := s.attach(peer, sess); err != nil {
 		return model.User{}, err
