@@ -16,8 +16,13 @@ type Admission interface {
 }
 
 // maxRefusalDelay bounds how long a refused connection waits for its
-// refusal.
-const maxRefusalDelay = time.Second
+// refusal, and maxDelayedRefusals how many wait at once: past that a
+// refusal goes out at once, so that a flood of parallel attempts cannot
+// hold the server's sockets and goroutines by being refused.
+const (
+	maxRefusalDelay    = time.Second
+	maxDelayedRefusals = 256
+)
 
 // allowConnect asks the admission, if the sessions have one, whether a
 // new connection from ip (with sid, if any) may come in now. A refusal
@@ -38,7 +43,10 @@ func (o *Options) allowConnect(ctx context.Context, ip, sid string) *node.Error 
 	}
 	e, _ := node.AsError(err)
 	if e.RetryAfter > 0 {
-		time.Sleep(min(e.RetryAfter, maxRefusalDelay))
+		if o.delayedRefusals.Add(1) <= maxDelayedRefusals {
+			time.Sleep(min(e.RetryAfter, maxRefusalDelay))
+		}
+		o.delayedRefusals.Add(-1)
 	}
 	return e
 }

@@ -52,7 +52,8 @@ type Options struct {
 	Secure         bool     // Secure cookies and HSTS
 	TrustedProxies []string // whose X-Forwarded-For to believe
 
-	active atomic.Int64 // connection goroutines still winding down
+	active          atomic.Int64 // connection goroutines still winding down
+	delayedRefusals atomic.Int64 // refusals waiting out their delay now (admission.go)
 }
 
 // Active is how many connection goroutines have not yet finished; shutdown

@@ -1,8 +1,13 @@
 package transport
 
 import (
+	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"dce/app/node"
 )
 
 // TestBadFramesWindow: the bad-frame counter allows exactly the limit in a
@@ -67,5 +72,45 @@ func TestHasToken(t *testing.T) {
 		if got := hasToken(header, "13"); got != want {
 			t.Errorf("hasToken(%q, 13) = %v, want %v", header, got, want)
 		}
+	}
+}
+
+// refusing is an Admission that refuses every connection with a wait of a
+// second, and Sessions that nothing here calls.
+type refusing struct{ Sessions }
+
+func (refusing) AllowConnect(context.Context, string, string) error {
+	return node.RateLimited(time.Second, "connecting too fast")
+}
+
+// TestDelayedRefusalsAreBounded: a refused connection waits out its delay
+// before it is told, but only maxDelayedRefusals at a time; the rest are
+// refused at once, so parallel attempts cannot pile up sockets by being
+// refused.
+func TestDelayedRefusalsAreBounded(t *testing.T) {
+	o := &Options{Sessions: refusing{}}
+	const attempts = maxDelayedRefusals + 50
+	var wg sync.WaitGroup
+	var quick atomic.Int64
+	start := time.Now()
+	for range attempts {
+		wg.Go(func() {
+			if e := o.allowConnect(context.Background(), "127.0.0.1", ""); e == nil || e.Code != node.CodeRateLimited {
+				t.Errorf("refusal: %v", e)
+			}
+			if time.Since(start) < maxRefusalDelay/2 {
+				quick.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := quick.Load(); n < attempts-maxDelayedRefusals {
+		t.Fatalf("%d of %d refusals came at once, want at least %d", n, attempts, attempts-maxDelayedRefusals)
+	}
+	if n := quick.Load(); n == attempts {
+		t.Fatal("no refusal waited out its delay")
+	}
+	if n := o.delayedRefusals.Load(); n != 0 {
+		t.Fatalf("%d delayed refusals still counted", n)
 	}
 }
