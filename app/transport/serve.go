@@ -1,5 +1,5 @@
 // Package transport carries frames between sockets and the router: one thin
-// file per transport (websocket, tcp, udp, http) and this shared loop. A
+// file per transport (websocket, tcp, udp, http, cli) and this shared loop. A
 // transport reads, hands each frame to node.Router.Dispatch, and queues the
 // reply on the connection's hub.Conn; it never writes to a socket outside
 // the connection's writer.

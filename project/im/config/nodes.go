@@ -34,7 +34,7 @@ func Nodes(im *controller.ImService, admin *controller.Admin) []node.Node {
 			node.Node{Path: "stats", Name: "Server counters", Do: admin.Stats},
 		),
 		[]node.Node{
-			{Path: "user/admin", Name: "Grant the admin role: dce user admin NICKNAME", Methods: node.CLI, Auth: node.Public, Do: admin.GrantAdmin},
+			{Path: "user/admin", Name: "Grant the admin role: dce user admin NICKNAME [-config FILE]", Methods: node.CLI, Auth: node.Public, Do: admin.GrantAdmin},
 		},
 	)
 }

@@ -33,7 +33,7 @@ func (a *Admin) Stats(ctx *node.Context) (any, error) {
 // GrantAdmin is `dce user admin NICKNAME`.
 func (a *Admin) GrantAdmin(ctx *node.Context) (any, error) {
 	if len(ctx.Args) != 1 {
-		return nil, node.Errorf(node.CodeBadRequest, "usage: dce user admin NICKNAME")
+		return nil, node.Errorf(node.CodeBadRequest, "usage: dce user admin NICKNAME [-config FILE]")
 	}
 	u, err := a.Chat.GrantAdmin(ctx.Ctx, ctx.Args[0])
 	if err != nil {
