@@ -5,6 +5,7 @@
 #
 #   scripts/budgets.sh                 # everything, about 20 minutes
 #   RUNS=1 ONLY=fanout scripts/budgets.sh
+#   ONLY=probe scripts/budgets.sh      # the lobby against the bare stack's probe
 #
 # Results (one JSON line per run) go to $OUT (default
 # runtime/bench/results.jsonl). The latency chart (push latency against
@@ -34,8 +35,11 @@ export DCE_LIMITS_REGISTRATIONS_PER_ADDRESS_HOUR=1000000
 export DCE_LIMITS_CONNECTS_PER_ADDRESS_SECOND=1000000
 export DCE_LIMITS_CONNECT_BURST_PER_ADDRESS=1000000
 
-./dce help >/dev/null # builds runtime/bin/dce when the sources changed
-DCE=runtime/bin/dce
+# DCE=path/to/an/older/dce compares another build (with its own BENCH_DIR).
+if [[ -z ${DCE:-} ]]; then
+	./dce help >/dev/null # builds runtime/bin/dce when the sources changed
+	DCE=runtime/bin/dce
+fi
 
 start() {
 	"$@" "$DCE" websocket start -daemon >/dev/null
@@ -103,6 +107,45 @@ for i in $(seq "$RUNS"); do
 	want presence && run presence-1000 presence -watchers 1000 -n 1000 -within 10s
 	want presence && run presence-2000 presence -watchers 1000 -n 2000 -within 20s
 done
+
+# The bare stack's probe (../shared/bench/fiberprobe, when it is there):
+# the same workloads against the leanest broadcast server on Fiber and
+# contrib/websocket, alternating with the chat's lobby run for run, so
+# that the two compare as ratios within one run of the machine.
+PROBE_SRC=${PROBE_SRC:-../shared/bench/fiberprobe}
+PROBE_ADDR=127.0.0.1:29471
+probe_pid=
+probe_stop() { [[ -n $probe_pid ]] && kill "$probe_pid" 2>/dev/null && wait "$probe_pid" 2>/dev/null; probe_pid=; }
+trap 'stop; probe_stop' EXIT
+probe() { # label, bench arguments...: one run against a freshly started probe
+	local label=$1
+	shift
+	stop
+	"$BENCH_DIR/fiberprobe" -addr $PROBE_ADDR &
+	probe_pid=$!
+	for _ in $(seq 100); do
+		(exec 3<>/dev/tcp/127.0.0.1/29471) 2>/dev/null && break
+		sleep 0.1
+	done
+	echo "budgets: $label: dce bench $* -plain (probe)" >&2
+	"$DCE" bench "$@" -plain -pid "$probe_pid" -url ws://$PROBE_ADDR/ws -json -label "$label" | tail -1 | tee -a "$OUT"
+	probe_stop
+}
+if want probe; then
+	if [[ -d $PROBE_SRC ]]; then
+		(cd "$PROBE_SRC" && go build -o "$OLDPWD/$BENCH_DIR/fiberprobe" .)
+		for i in $(seq "$RUNS"); do
+			run lobby-1k fanout -n 1000 -pubs 2 -msgs 20000 -size 64 -window 500
+			probe probe-1k fanout -n 1000 -pubs 2 -msgs 20000 -size 64 -window 500
+			run lobby-latency-1k fanout -n 1000 -pubs 2 -msgs 300 -rate 20
+			probe probe-latency-1k fanout -n 1000 -pubs 2 -msgs 300 -rate 20
+			run lobby-latency-10k fanout -n 10000 -pubs 2 -msgs 30 -rate 2 -src $SRC -logins 16
+			probe probe-latency-10k fanout -n 10000 -pubs 2 -msgs 30 -rate 2 -src $SRC -logins 16
+		done
+	else
+		echo "budgets: no probe at $PROBE_SRC: skipping the probe group" >&2
+	fi
+fi
 
 if want chart; then
 	: >"$CHART"

@@ -96,7 +96,7 @@ func (ws *WebSocket) Upgrade(c *fiber.Ctx) error {
 		sid = c.Cookies(cookieName)
 	}
 	ip := ws.clientIP(c)
-	if e := ws.allowConnect(c.Context(), ip, sid); e != nil {
+	if e := ws.allowConnect(c.UserContext(), ip, sid); e != nil {
 		return writeError(c, e) // 429 with Retry-After
 	}
 	if err := ws.Hub.Admit(ip, sid == ""); err != nil {
