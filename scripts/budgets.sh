@@ -115,7 +115,13 @@ done
 PROBE_SRC=${PROBE_SRC:-../shared/bench/fiberprobe}
 PROBE_ADDR=127.0.0.1:29471
 probe_pid=
-probe_stop() { [[ -n $probe_pid ]] && kill "$probe_pid" 2>/dev/null && wait "$probe_pid" 2>/dev/null; probe_pid=; }
+probe_stop() {
+	if [[ -n $probe_pid ]]; then
+		kill "$probe_pid" 2>/dev/null || true
+		wait "$probe_pid" 2>/dev/null || true # its status is the signal's
+		probe_pid=
+	fi
+}
 trap 'stop; probe_stop' EXIT
 probe() { # label, bench arguments...: one run against a freshly started probe
 	local label=$1

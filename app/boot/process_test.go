@@ -185,21 +185,7 @@ func waitHealthy(t *testing.T, proc *process, p ports, timeout time.Duration) ti
 // and exit code.
 func runCLI(t *testing.T, dir string, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, dceBinary, args...)
-	cmd.Env, cmd.Dir = processEnv(dir, env...), dir
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		code = exit.ExitCode()
-	case err != nil:
-		t.Fatalf("dce %s: %v", strings.Join(args, " "), err)
-	}
-	return out.String(), errOut.String(), code
+	return runCLIEnv(t, dir, processEnv(dir, env...), args...)
 }
 
 // openStore opens the server's database read-only, after the server has
