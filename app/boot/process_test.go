@@ -8,8 +8,6 @@ package boot_test
 // socket's mode, A13).
 
 import (
-	"bytes"
-	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
