@@ -628,3 +628,26 @@ func TestDirectConversationsSurviveRollbacks(t *testing.T) {
 		t.Errorf("Ann's conversations = %v, want [%s %s]", got, annBob, annCat)
 	}
 }
+
+// TestPanickingPublishIsContained: a panic in a write's committed action
+// (the caller's push) is contained on the publisher: the write is stored
+// and its waiter answered, and the writes behind it are published as
+// usual.
+func TestPanickingPublishIsContained(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpen(t, Options{})
+	ann := storetest.MustCreateUser(t, db, "Ann")
+	msg, _, err := db.AppendLater(ctx, storetest.LobbyMessage(ann.ID, "boom", ""), func(model.Message) { panic("a bug in a push") })()
+	if err != nil || msg.ID == 0 {
+		t.Fatalf("the append whose push panicked: %+v, %v", msg, err)
+	}
+	var published atomic.Int64
+	next, _, err := db.AppendLater(ctx, storetest.LobbyMessage(ann.ID, "after", ""), func(m model.Message) { published.Store(m.ID) })()
+	if err != nil || published.Load() != next.ID {
+		t.Fatalf("the next append: %+v, %v; published %d", next, err, published.Load())
+	}
+	msgs, _, err := db.Load(ctx, model.LobbyKey, 0, 0, 10)
+	if err != nil || len(msgs) != 2 || msgs[0].Text != "boom" {
+		t.Fatalf("stored: %+v, %v", msgs, err)
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
+	"runtime/debug"
 
 	"dce/common/store"
 )
@@ -239,13 +241,27 @@ func (db *DB) runPublisher() {
 	for batch := range db.committed {
 		for _, request := range batch {
 			if request.err == nil {
-				request.write.committed()
+				runCommitted(request.write)
 			}
 			request.done <- request.err
 		}
 		clear(batch) // let the finished requests be collected
 		db.spares <- batch[:0]
 	}
+}
+
+// runCommitted runs w's committed action. A panic in it (a bug in what
+// the caller does after the commit, such as a push) is logged and
+// contained: the write is stored whatever happens after, so its waiter is
+// answered as usual, and the publisher goes on with the writes behind it
+// instead of taking the server down from a goroutine nobody recovers.
+func runCommitted(w write) {
+	defer func() {
+		if p := recover(); p != nil {
+			slog.Error("sqlite: a write's committed action panicked", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	w.committed()
 }
 
 // commit runs one batch and records every request's outcome in its err.
