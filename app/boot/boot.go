@@ -174,7 +174,7 @@ func (s *Server) wire() {
 	s.Router = node.NewRouter(append(NodeTable(chat, s), s.opts.ExtraNodes...), node.RouterOptions{IsAdmin: chat.IsAdmin, Log: s.Log,
 		MaxFrame: cfg.Limits.MaxFrameBytes})
 	s.live.Store(liveSettings(cfg))
-	topts := &transport.Options{Router: s.Router, Hub: s.Hub, Sessions: sessionsAdapter{chat, s.Sessions}, Live: &s.live,
+	topts := &transport.Options{Router: s.Router, Hub: s.Hub, Sessions: sessionsAdapter{chat, s.Sessions}, Admission: chat, Live: &s.live,
 		Log: s.Log, PingInterval: cfg.Transport.PingInterval.Duration, PongWait: cfg.Transport.PongWait.Duration,
 		WriteTimeout: cfg.Transport.WriteTimeout.Duration, TCPIdleTimeout: cfg.Transport.TCPIdleTimeout.Duration,
 		FrameTimeout:   cfg.Transport.FrameTimeout.Duration,

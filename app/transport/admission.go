@@ -9,7 +9,7 @@ import (
 
 // Admission rate-limits new connections per address and, for one that
 // carries a sid, per user (PROTOCOL.md section 5). The chat service
-// implements it; the transports find it on Options.Sessions.
+// implements it; the transports find it on Options.Admission.
 type Admission interface {
 	// AllowConnect is nil, or rate_limited with the wait.
 	AllowConnect(ctx context.Context, ip, sid string) error
@@ -24,7 +24,7 @@ const (
 	maxDelayedRefusals = 256
 )
 
-// allowConnect asks the admission, if the sessions have one, whether a
+// allowConnect asks the admission, if there is one, whether a
 // new connection from ip (with sid, if any) may come in now. A refusal
 // comes back only once the wait it names has passed (at most
 // maxRefusalDelay): each attempt costs the server an accept, a read and a
@@ -33,11 +33,10 @@ const (
 // making the server refuse it thousands of times a second. The wait holds
 // a goroutine and a socket, no CPU.
 func (o *Options) allowConnect(ctx context.Context, ip, sid string) *node.Error {
-	a, ok := o.Sessions.(Admission)
-	if !ok {
+	if o.Admission == nil {
 		return nil
 	}
-	err := a.AllowConnect(ctx, ip, sid)
+	err := o.Admission.AllowConnect(ctx, ip, sid)
 	if err == nil {
 		return nil
 	}

@@ -40,6 +40,7 @@ type Options struct {
 	Router         *node.Router
 	Hub            *hub.Hub
 	Sessions       Sessions
+	Admission      Admission // nil: new connections are not rate-limited
 	Live           *atomic.Pointer[Live]
 	Log            *slog.Logger
 	PingInterval   time.Duration

@@ -76,8 +76,8 @@ func TestHasToken(t *testing.T) {
 }
 
 // refusing is an Admission that refuses every connection with a wait of a
-// second, and Sessions that nothing here calls.
-type refusing struct{ Sessions }
+// second.
+type refusing struct{}
 
 func (refusing) AllowConnect(context.Context, string, string) error {
 	return node.RateLimited(time.Second, "connecting too fast")
@@ -88,7 +88,7 @@ func (refusing) AllowConnect(context.Context, string, string) error {
 // refused at once, so parallel attempts cannot pile up sockets by being
 // refused.
 func TestDelayedRefusalsAreBounded(t *testing.T) {
-	o := &Options{Sessions: refusing{}}
+	o := &Options{Admission: refusing{}}
 	const attempts = maxDelayedRefusals + 50
 	var wg sync.WaitGroup
 	var quick atomic.Int64
