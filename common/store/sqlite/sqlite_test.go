@@ -448,12 +448,12 @@ func TestQueryPlans(t *testing.T) {
 		arguments []any
 		want      string
 	}{
-		"load":    {loadNewestSQL, []any{"room:lobby", 100, 0, 10}, "messages_conv"},
-		"sync":    {syncSQL, []any{0, 1, 10}, "sqlite_autoindex_messages_1"}, // UNIQUE(seq)
-		"by cid":  {messageByCIDSQL, []any{1, "c"}, "messages_sender_cid"},
-		"direct":  {conversationsSQL, []any{1}, "PRIMARY KEY (user_id=?)"},
-		"unread":  {conversationsSQL, []any{1}, "COVERING INDEX messages_conv"},
-		"lastSeq": {lastSeqSQL, nil, "sqlite_autoindex_messages_1"},
+		"load":                 {loadNewestSQL, []any{"room:lobby", 100, 0, 10}, "messages_conv"},
+		"sync":                 {syncSQL, []any{0, 1, 10}, "sqlite_autoindex_messages_1"}, // UNIQUE(seq)
+		"by cid":               {messageByCIDSQL, []any{1, "c"}, "messages_sender_cid"},
+		"direct":               {conversationsSQL, []any{1}, "PRIMARY KEY (user_id=?)"},
+		"unread":               {conversationsSQL, []any{1}, "COVERING INDEX messages_conv"},
+		"lastSeq":              {lastSeqSQL, nil, "sqlite_autoindex_messages_1"},
 		"sync groups":          {syncSQL, []any{0, 1, 10}, "COVERING INDEX group_members_user (user_id=?)"},
 		"conversations groups": {conversationsSQL, []any{1}, "COVERING INDEX group_members_user (user_id=?)"},
 	} {
