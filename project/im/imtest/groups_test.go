@@ -576,6 +576,16 @@ func TestGroupMemberCap(t *testing.T) {
 	if m := groupMembers(t, clients[4], g.ID); len(m) != 3 {
 		t.Fatalf("members: %+v", m)
 	}
+
+	// A reload applies a new cap at once.
+	wantCode(t, clients[0], "forbidden", "im/group/invite", map[string]int64{"id": g.ID, "user": ids[3]})
+	next := s.Config
+	next.Limits.GroupMembers = 4
+	if applied, restart := s.Reload(next); !slices.Contains(applied, "limits.group_members") || slices.Contains(restart, "limits.group_members") {
+		t.Fatalf("reload: applied %v, restart needed %v; want limits.group_members applied", applied, restart)
+	}
+	clients[0].OK("im/group/invite", map[string]int64{"id": g.ID, "user": ids[3]}, nil)
+	wantCode(t, clients[0], "forbidden", "im/group/invite", map[string]int64{"id": g.ID, "user": ids[2]})
 }
 
 // TestX2GroupNames (TESTPLAN X2, group names): X1's hostile payloads as
