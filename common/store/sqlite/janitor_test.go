@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,36 +53,41 @@ func saveSessions(t *testing.T, db *DB, user int64, prefix string, n int, expire
 // TestJanitorRemovesExpiredSessions: sessions with a short lifetime are
 // gone from the file soon after they expire (more than one batch of them),
 // live ones stay, Close stops the janitor, and sessions that expired while
-// the store was closed are gone once it opens again.
+// the store was closed are gone once it opens again. The store's clock is
+// the test's, so how long saving takes on a loaded machine cannot expire a
+// session early.
 func TestJanitorRemovesExpiredSessions(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "dce.db")
 	const interval = 50 * time.Millisecond
-	const lifetime = 2 * time.Second // long enough to save them all, under -race too
-	db, err := Open(ctx, Options{Path: path, Synchronous: "NORMAL", SessionSweep: interval})
+	var clock atomic.Int64 // Unix milliseconds
+	clock.Store(time.Now().UnixMilli())
+	now := func() time.Time { return time.UnixMilli(clock.Load()) }
+	advance := func(d time.Duration) { clock.Add(d.Milliseconds()) }
+	db, err := Open(ctx, Options{Path: path, Synchronous: "NORMAL", SessionSweep: interval, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ann := storetest.MustCreateUser(t, db, "Ann")
 	short := 2*sessionSweepBatch + 17
-	expires := time.Now().Add(lifetime)
-	saveSessions(t, db, ann.ID, "short", short, expires)
-	saveSessions(t, db, ann.ID, "live", 3, time.Now().Add(time.Hour))
-	if live, expired := countSessions(t, path, time.Now()); live != short+3 || expired != 0 {
+	saveSessions(t, db, ann.ID, "short", short, now().Add(time.Hour))
+	saveSessions(t, db, ann.ID, "live", 3, now().Add(100*time.Hour))
+	time.Sleep(3 * interval) // sweeps that must find nothing to remove
+	if live, expired := countSessions(t, path, now()); live != short+3 || expired != 0 {
 		t.Fatalf("before expiry: %d live, %d expired sessions in the file; want %d, 0", live, expired, short+3)
 	}
 
-	// Gone within expiry + interval, with room for a slow machine.
-	deadline := expires.Add(interval + 2*time.Second)
+	// Gone within a few sweeps of expiring, with room for a slow machine.
+	advance(2 * time.Hour)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		time.Sleep(interval / 2)
-		live, expired := countSessions(t, path, time.Now())
+		live, expired := countSessions(t, path, now())
 		if live+expired == 3 && expired == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%v after expiry: %d live, %d expired sessions in the file; want 3, 0",
-				time.Since(expires).Round(time.Millisecond), live, expired)
+			t.Fatalf("10 s after expiry: %d live, %d expired sessions in the file; want 3, 0", live, expired)
 		}
 	}
 	for i := range 3 {
@@ -92,7 +98,7 @@ func TestJanitorRemovesExpiredSessions(t *testing.T) {
 
 	// Expiring while the store is closed: Close stops the janitor, so the
 	// rows are still in the file when the store opens again.
-	saveSessions(t, db, ann.ID, "closed", 5, time.Now().Add(lifetime))
+	saveSessions(t, db, ann.ID, "closed", 5, now().Add(time.Hour))
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -101,12 +107,13 @@ func TestJanitorRemovesExpiredSessions(t *testing.T) {
 	default:
 		t.Fatal("the janitor still runs after Close")
 	}
-	time.Sleep(lifetime + 2*interval)
-	if live, expired := countSessions(t, path, time.Now()); live != 3 || expired != 5 {
+	advance(2 * time.Hour)
+	time.Sleep(3 * interval)
+	if live, expired := countSessions(t, path, now()); live != 3 || expired != 5 {
 		t.Fatalf("while closed: %d live, %d expired sessions in the file; want 3, 5", live, expired)
 	}
-	db = MustOpen(t, Options{Path: path, SessionSweep: time.Hour})
-	if live, expired := countSessions(t, path, time.Now()); live != 3 || expired != 0 {
+	db = MustOpen(t, Options{Path: path, SessionSweep: time.Hour, Now: now})
+	if live, expired := countSessions(t, path, now()); live != 3 || expired != 0 {
 		t.Errorf("after reopening: %d live, %d expired sessions in the file; want 3, 0", live, expired)
 	}
 	for i := range 5 {
