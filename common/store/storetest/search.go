@@ -25,14 +25,14 @@ func searchIDs(tb testing.TB, db Engine, reader int64, q string, key model.ConvK
 func testSearchScriptsAndCase(t *testing.T, db Engine) {
 	ann := MustCreateUser(t, db, "Ann")
 	texts := []string{
-		"我们的数据库坏了",                        // 0
-		"The DataBase is down again",      // 1
-		"東京タワーへ行きました",                     // 2
-		"École Normale, ÉCOLE and école",  // 3
-		"Привет, МИР",                     // 4
-		"ΣΟΦΊΑ and σοφία",                 // 5
+		"我们的数据库坏了",                         // 0
+		"The DataBase is down again",       // 1
+		"東京タワーへ行きました",                      // 2
+		"École Normale, ÉCOLE and école",   // 3
+		"Привет, МИР",                      // 4
+		"ΣΟΦΊΑ and σοφία",                  // 5
 		`say "hi" AND NOT bye* (or) col:x`, // 6
-		"数据 and 库 apart",                  // 7
+		"数据 and 库 apart",                   // 7
 	}
 	var stored []int64
 	for _, text := range texts {
