@@ -292,14 +292,14 @@ func TestEditDeleteRules(t *testing.T) {
 		code string
 	}{
 		{"im/edit", `{}`, "bad_request"},
-		{"im/edit", map[string]any{"id": annLobby}, "bad_request"},              // no text
-		{"im/edit", map[string]any{"text": "x"}, "bad_request"},                 // no id
-		{"im/edit", map[string]any{"id": 0, "text": "x"}, "bad_request"},        // not an id
-		{"im/edit", map[string]any{"id": -5, "text": "x"}, "bad_request"},       // not an id
-		{"im/edit", map[string]any{"id": "7", "text": "x"}, "bad_request"},      // a string
-		{"im/edit", map[string]any{"id": 1.5, "text": "x"}, "bad_request"},      // a fraction
-		{"im/edit", map[string]any{"id": annLobby, "text": ""}, "bad_request"},  // empty
-		{"im/edit", map[string]any{"id": annLobby, "text": 7}, "bad_request"},   // a number
+		{"im/edit", map[string]any{"id": annLobby}, "bad_request"},             // no text
+		{"im/edit", map[string]any{"text": "x"}, "bad_request"},                // no id
+		{"im/edit", map[string]any{"id": 0, "text": "x"}, "bad_request"},       // not an id
+		{"im/edit", map[string]any{"id": -5, "text": "x"}, "bad_request"},      // not an id
+		{"im/edit", map[string]any{"id": "7", "text": "x"}, "bad_request"},     // a string
+		{"im/edit", map[string]any{"id": 1.5, "text": "x"}, "bad_request"},     // a fraction
+		{"im/edit", map[string]any{"id": annLobby, "text": ""}, "bad_request"}, // empty
+		{"im/edit", map[string]any{"id": annLobby, "text": 7}, "bad_request"},  // a number
 		{"im/edit", map[string]any{"id": annLobby, "text": "a\x00b"}, "bad_request"},
 		{"im/edit", map[string]any{"id": annLobby, "text": strings.Repeat("é", 101)}, "too_large"},
 		{"im/edit", `[1]`, "bad_request"},
@@ -351,7 +351,7 @@ func TestEditDeleteRules(t *testing.T) {
 		t.Errorf("bob got %+v", d)
 	}
 	editExpect(t, bob, "im/edit", map[string]any{"id": bobLobby, "text": "back"}, "not_found") // deleted
-	bob.OK("im/delete", map[string]any{"id": bobLobby}, nil)                                  // deleted already: fine
+	bob.OK("im/delete", map[string]any{"id": bobLobby}, nil)                                   // deleted already: fine
 
 	// The edit window: inside it the author may; past it only an admin
 	// deletes, and its own messages too.
