@@ -175,6 +175,7 @@ var badCases = []loadCase{
 	{name: "zero text", env: []string{"DCE_LIMITS_TEXT_MAX=0"}, want: []string{"limits.text_max"}},
 	{name: "negative edit window", env: []string{"DCE_LIMITS_EDIT_WINDOW=-1m"}, want: []string{"limits.edit_window", "DCE_LIMITS_EDIT_WINDOW"}},
 	{name: "edit window not a duration", file: "[limits]\nedit_window = \"a while\"\n", want: []string{"limits.edit_window"}},
+	{name: "zero group members", env: []string{"DCE_LIMITS_GROUP_MEMBERS=0"}, want: []string{"limits.group_members"}},
 	{name: "zero nickname", env: []string{"DCE_LIMITS_NICKNAME_MAX=0"}, want: []string{"limits.nickname_max"}},
 	{name: "passwords inverted", file: "[limits]\npassword_min = 20\npassword_max = 10\n", want: []string{"limits.password_max"}},
 	{name: "zero login window", env: []string{"DCE_LIMITS_FAILED_LOGIN_WINDOW_SECONDS=0"}, want: []string{"limits.failed_login_window_seconds"}},

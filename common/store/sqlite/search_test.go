@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"dce/common/model"
 	"dce/common/store/storetest"
 )
 
@@ -150,12 +149,4 @@ func filesContain(t *testing.T, path, s string) bool {
 		}
 	}
 	return false
-}
-
-func ids(msgs []model.Message) []int64 {
-	list := make([]int64, len(msgs))
-	for i, msg := range msgs {
-		list[i] = msg.ID
-	}
-	return list
 }

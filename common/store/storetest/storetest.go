@@ -61,6 +61,14 @@ type Engine interface {
 	Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) (msgs []model.Message, more bool, err error)
 	CountMessages(ctx context.Context) (int64, error)
 	IntegrityCheck(ctx context.Context) (string, error)
+
+	// Group writes; service.Store states their contract (the
+	// after-commit action as AppendLater's published).
+	Groups(ctx context.Context) ([]model.GroupMembers, error)
+	CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
+	AddGroupMember(ctx context.Context, group, user int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
+	RemoveGroupMember(ctx context.Context, group, user int64, committed func(model.GroupChange)) (model.GroupChange, error)
+	RenameGroup(ctx context.Context, group int64, name string, committed func(model.GroupChange)) (model.GroupChange, error)
 }
 
 // Run runs the whole suite, each test against a fresh store from open.
@@ -105,6 +113,10 @@ func Run(t *testing.T, open func(t *testing.T) Engine) {
 		{"SearchPaging", testSearchPaging},
 		{"SearchShortQueries", testSearchShortQueries},
 		{"SearchFollowsEditsAndDeletes", testSearchFollowsEditsAndDeletes},
+		{"GroupCreate", testGroupCreate},
+		{"GroupMembership", testGroupMembership},
+		{"GroupReading", testGroupReading},
+		{"GroupCommittedInOrder", testGroupCommittedInOrder},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {

@@ -68,7 +68,7 @@ func (s *Service) EditLater(ctx context.Context, conn uint64, user, id int64, te
 		return nil, err
 	}
 	stored := s.Store.EditLater(ctx, id, text, func(msg model.Message) { // on the store's publisher, in seq order
-		s.publishChange(msg, conn, editedPush)
+		s.deliverStored(msg, conn, editedPush)
 	})
 	return func() (EditResult, error) {
 		msg, err := stored()
@@ -118,7 +118,7 @@ func (s *Service) DeleteLater(ctx context.Context, conn uint64, user, id int64) 
 		}
 	}
 	deleted := s.Store.DeleteLater(ctx, id, func(msg model.Message) { // on the store's publisher, in seq order
-		s.publishChange(msg, conn, deletedPush)
+		s.deliverStored(msg, conn, deletedPush)
 	})
 	return func() error {
 		_, _, err := deleted()
@@ -141,26 +141,6 @@ func (s *Service) checkEditWindow(msg model.Message, now time.Time, window time.
 		return node.Errorf(node.CodeForbidden, "messages can be changed for %v after they are sent", window)
 	}
 	return nil
-}
-
-// publishChange pushes a change of a stored message to its readers, one
-// encoding per view (encode sees msg.Conv set to the view), the same bytes
-// to every reader of that view; exceptConn gets the reply instead.
-func (s *Service) publishChange(msg model.Message, exceptConn uint64, encode func(*model.Message) []byte) {
-	switch {
-	case msg.Key == model.LobbyKey:
-		msg.Conv = string(msg.Key)
-		s.Bus.Broadcast(encode(&msg), exceptConn, 0)
-	case msg.ToUser == 0: // a group's: its readers are the group's to name
-	case msg.ToUser == msg.From.ID: // a note to oneself
-		msg.Conv = msg.Key.ViewFor(msg.From.ID)
-		s.Bus.Deliver([]int64{msg.From.ID}, encode(&msg), exceptConn)
-	default:
-		msg.Conv = msg.Key.ViewFor(msg.From.ID)
-		s.Bus.Deliver([]int64{msg.From.ID}, encode(&msg), exceptConn)
-		msg.Conv = msg.Key.ViewFor(msg.ToUser)
-		s.Bus.Deliver([]int64{msg.ToUser}, encode(&msg), exceptConn)
-	}
 }
 
 // editedPush is im/edited: the whole message, as im/message carries it.
