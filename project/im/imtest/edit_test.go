@@ -382,3 +382,31 @@ func mustID(t *testing.T, c *servertest.Client) int64 {
 	}
 	return r.User.ID
 }
+
+// TestEditDeleteInGroup: an edit and a deletion in a group reach its
+// members and no one else; a non-member cannot find the message to change.
+func TestEditDeleteInGroup(t *testing.T) {
+	s := servertest.Start(t)
+	ann := s.DialWS(t, "", nil)
+	authLogin(t, ann, "ann", "password-ann")
+	bob := s.DialTCP(t)
+	_, bobID := authLogin(t, bob, "bob", "password-bob")
+	eve := s.DialUDP(t)
+	eve.Login("eve", "password-eve")
+	group := createGroup(t, ann, "crew", false, bobID)
+	conv := "group:" + strconv.FormatInt(group.ID, 10)
+	id := editSend(t, ann, conv, "crew meeting at 10")
+	ann.OK("im/edit", map[string]any{"id": id, "text": "crew meeting at 11"}, nil)
+	if m := editEdited(t, bob, "bob", id); m.Conv != conv || m.Text != "crew meeting at 11" {
+		t.Errorf("bob got %+v", m)
+	}
+	editExpect(t, eve, "im/edit", map[string]any{"id": id, "text": "hijacked"}, "not_found")
+	editExpect(t, eve, "im/delete", map[string]any{"id": id}, "not_found")
+	editExpect(t, bob, "im/edit", map[string]any{"id": id, "text": "not mine"}, "forbidden")
+	ann.OK("im/delete", map[string]any{"id": id}, nil)
+	if d := editDeletedPush(t, bob, "bob", id); d.Conv != conv {
+		t.Errorf("bob got %+v", d)
+	}
+	editNone(t, eve, "eve (not a member)", "im/edited")
+	editNone(t, eve, "eve (not a member)", "im/deleted")
+}
