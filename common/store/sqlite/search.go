@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"math"
 	"strconv"
 	"strings"
@@ -75,6 +76,15 @@ func (db *DB) Search(ctx context.Context, reader int64, q string, key model.Conv
 	if before <= 0 {
 		before = math.MaxInt64
 	}
+	if key != "" && utf8.RuneCountInString(q) >= 3 {
+		small, err := db.smallConversation(ctx, key, before)
+		if err != nil {
+			return nil, false, err
+		}
+		if small {
+			return db.scanConversation(ctx, reader, q, key, before, limit)
+		}
+	}
 	query, args := searchSQL, []any{ftsPhrase(q), reader, before, limit + 1, string(key)}
 	if utf8.RuneCountInString(q) < 3 {
 		variants := caseVariants(q)
@@ -104,6 +114,72 @@ func (db *DB) Search(ctx context.Context, reader int64, q string, key model.Conv
 	return msgs, more, nil
 }
 
+// SmallConversation is the most messages (below before) a conversation
+// may have for a search within it to read them all rather than the index:
+// the index yields the matches of the whole store newest first, and in a
+// private chat of a few hundred messages a common phrase would be checked
+// against hundreds of thousands of other conversations' matches first.
+const SmallConversation = 5000
+
+// conversationSizeSQL counts up to SmallConversation+1 messages of ?1
+// below ?2, from the conversation index alone.
+const conversationSizeSQL = `SELECT COUNT(*) FROM (SELECT 1 FROM messages WHERE conv_key = ?1 AND id < ?2 LIMIT ?3)`
+
+// scanConversationSQL reads conversation ?5 below ?3, newest first, for
+// reader ?2 (?1 and ?4 unused, so the parameters line up with searchSQL's).
+const scanConversationSQL = `SELECT ` + messageColumns + `
+FROM messages m JOIN users u ON u.id = m.sender
+WHERE ?1 = ?1 AND ?4 = ?4 AND m.conv_key = ?5 AND m.id < ?3 AND m.deleted = 0 AND ` + readableBy + `
+ORDER BY m.id DESC`
+
+// smallConversation reports whether key has at most SmallConversation
+// messages below before.
+func (db *DB) smallConversation(ctx context.Context, key model.ConvKey, before int64) (bool, error) {
+	var count int
+	err := db.reader.QueryRowContext(ctx, conversationSizeSQL, string(key), before, SmallConversation+1).Scan(&count)
+	return count <= SmallConversation, err
+}
+
+// scanConversation is Search within a small conversation: every message
+// of it is read, newest first, and matched here, folding case as the
+// index does, until the page is full.
+func (db *DB) scanConversation(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) ([]model.Message, bool, error) {
+	rows, err := db.reader.QueryContext(ctx, scanConversationSQL, "", reader, before, 0, string(key))
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	folded := foldCase(q)
+	var msgs []model.Message
+	for rows.Next() {
+		msg, err := scanMessage(rows)
+		if err != nil {
+			return nil, false, err
+		}
+		if !strings.Contains(foldCase(msg.Text), folded) {
+			continue
+		}
+		if len(msgs) == limit {
+			return msgs, true, nil
+		}
+		msgs = append(msgs, msg)
+	}
+	return msgs, false, rows.Err()
+}
+
+// foldCase maps every rune to the smallest of the runes Unicode simple
+// case folding makes equal to it, so that two texts that differ only in
+// case become equal (as caseVariants lists them for short queries).
+func foldCase(s string) string {
+	return strings.Map(func(r rune) rune {
+		smallest := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			smallest = min(smallest, f)
+		}
+		return smallest
+	}, s)
+}
+
 // ftsPhrase quotes q as one FTS5 phrase: with the trigram tokenizer a
 // phrase matches the texts that contain it as a substring.
 func ftsPhrase(q string) string {
@@ -130,4 +206,18 @@ func caseVariants(q string) []string {
 		variants = next
 	}
 	return variants
+}
+
+// IndexBytes is the size of the search index in the store file at path:
+// the pages of messages_search's shadow tables, as the dbstat table
+// counts them. The file must not be open for writing elsewhere.
+func IndexBytes(ctx context.Context, path string) (int64, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var size int64
+	err = db.QueryRowContext(ctx, `SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name LIKE 'messages\_search%' ESCAPE '\'`).Scan(&size)
+	return size, err
 }

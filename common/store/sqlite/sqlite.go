@@ -82,6 +82,11 @@ type DB struct {
 	directKnown map[directPair]struct{}
 	directAdded []directPair
 
+	// withoutSearchIndex makes appends skip the search index: set only
+	// by the benchmark that measures what the index costs the writer
+	// (search_bench_test.go).
+	withoutSearchIndex bool
+
 	statements      statements
 	boundStatements boundStatements // owned by the writer goroutine
 

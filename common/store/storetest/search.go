@@ -92,7 +92,7 @@ func testSearchReadableOnly(t *testing.T, db Engine) {
 		{ann.ID, model.LobbyKey, []int64{lobby.ID}},
 		{ann.ID, bobEve.Key, nil}, // a conversation Ann is not in: nothing, whatever the key
 	} {
-		for _, q := range []string{"canary", "ca"} {
+		for _, q := range []string{"canary", "ca", "CANARY"} {
 			if got, _ := searchIDs(t, db, c.reader, q, c.key, 0, 0); !slices.Equal(got, c.want) {
 				t.Errorf("Search(reader %d, %q, key %q) = %v, want %v", c.reader, q, c.key, got, c.want)
 			}
