@@ -360,7 +360,7 @@ func f1Run(t *testing.T, run, killPercent int) {
 	// and the one in flight at the kill, if any.
 	changed := make([]map[int]string, clients)
 	inFlight := make([]map[int]bool, clients)
-	next := make([]int, clients)                // per client: the first n not acknowledged
+	next := make([]int, clients) // per client: the first n not acknowledged
 	killed := make(chan struct{})
 	var killOnce sync.Once
 	kill := func() {
