@@ -36,7 +36,7 @@ func Nodes(im *controller.ImService, admin *controller.Admin) []node.Node {
 		node.Group(node.Node{Path: "im/group", Methods: node.Net, Auth: node.User},
 			node.Node{Path: "create", Name: "Create a group (I own it)", Do: im.GroupCreate},
 			node.Node{Path: "join", Name: "Join an open group", Do: im.GroupJoin},
-			node.Node{Path: "invite", Name: "Make someone a member of my group", Do: im.GroupInvite},
+			node.Node{Path: "invite", Name: "Make someone a member of a group I am in", Do: im.GroupInvite},
 			node.Node{Path: "leave", Name: "Leave a group", Do: im.GroupLeave},
 			node.Node{Path: "remove", Name: "Remove a member (the owner only)", Do: im.GroupRemove},
 			node.Node{Path: "rename", Name: "Rename a group (the owner only)", Do: im.GroupRename},

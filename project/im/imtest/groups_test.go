@@ -576,4 +576,68 @@ func TestGroupMemberCap(t *testing.T) {
 	if m := groupMembers(t, clients[4], g.ID); len(m) != 3 {
 		t.Fatalf("members: %+v", m)
 	}
+
+	// A reload applies a new cap at once.
+	wantCode(t, clients[0], "forbidden", "im/group/invite", map[string]int64{"id": g.ID, "user": ids[3]})
+	next := s.Config
+	next.Limits.GroupMembers = 4
+	if applied, restart := s.Reload(next); !slices.Contains(applied, "limits.group_members") || slices.Contains(restart, "limits.group_members") {
+		t.Fatalf("reload: applied %v, restart needed %v; want limits.group_members applied", applied, restart)
+	}
+	clients[0].OK("im/group/invite", map[string]int64{"id": g.ID, "user": ids[3]}, nil)
+	wantCode(t, clients[0], "forbidden", "im/group/invite", map[string]int64{"id": g.ID, "user": ids[2]})
+}
+
+// TestX2GroupNames (TESTPLAN X2, group names): X1's hostile payloads as
+// group names come back byte-exact in every reply and push, over every
+// transport (the same bytes on each); those no name may be (over 64
+// characters, a bidi override) get bad_request.
+func TestX2GroupNames(t *testing.T) {
+	s := servertest.Start(t)
+	ann, bobWS, bobUDP := s.DialTCP(t), s.DialWS(t, "", nil), s.DialUDP(t)
+	groupLogin(t, ann, "ann")
+	bobID := groupLogin(t, bobWS, "bob")
+	bobSID := bobUDP.Login("bob", "password-bob")
+	accepted := 0
+	for _, p := range xssPayloads {
+		if len([]rune(p)) > model.MaxGroupName || strings.ContainsRune(p, '\u202E') {
+			wantCode(t, ann, "bad_request", "im/group/create", map[string]any{"name": p})
+			continue
+		}
+		accepted++
+		g := createGroup(t, ann, p, false, bobID)
+		if g.Name != p {
+			t.Fatalf("create reply: name %q, want %q", g.Name, p)
+		}
+		wsPush, udpPush := bobWS.MustPush("im/group"), bobUDP.MustPush("im/group")
+		if string(wsPush.Body) != string(udpPush.Body) {
+			t.Fatalf("the push differs by transport:\n%s\n%s", wsPush.Body, udpPush.Body)
+		}
+		var e groupEventBody
+		wsPush.Decode(t, &e)
+		if e.Group.Name != p {
+			t.Fatalf("created push: name %q, want %q", e.Group.Name, p)
+		}
+		renamed := p + " 2"
+		var r struct {
+			Group model.Group `json:"group"`
+		}
+		ann.OK("im/group/rename", map[string]any{"id": g.ID, "name": renamed}, &r)
+		bobUDP.MustPush("im/group").Decode(t, &e)
+		if r.Group.Name != renamed || e.Group.Name != renamed {
+			t.Fatalf("rename: reply %q, push %q, want %q", r.Group.Name, e.Group.Name, renamed)
+		}
+		bobWS.MustPush("im/group")
+		resp, body := s.Post(t, "im/group/list", nil, "Authorization", "Bearer "+bobSID)
+		var list struct {
+			Groups []model.Group `json:"groups"`
+		}
+		if resp.StatusCode != 200 || json.Unmarshal(body, &list) != nil ||
+			!slices.ContainsFunc(list.Groups, func(x model.Group) bool { return x.ID == g.ID && x.Name == renamed }) {
+			t.Fatalf("http list: %d %s, want group %d named %q", resp.StatusCode, body, g.ID, renamed)
+		}
+	}
+	if accepted != 5 {
+		t.Fatalf("%d payloads accepted as names, want 5", accepted)
+	}
 }
