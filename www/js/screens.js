@@ -4,8 +4,8 @@
 
 import {BRIEF_LIMIT, S, dom, client, remember} from './state.js';
 import * as R from './render.js';
-import {t, errText} from './i18n.js';
-import {renderConv} from './conv.js';
+import {t, errText, LANGUAGES, lang, use, apply} from './i18n.js';
+import {renderConv, renderTyping} from './conv.js';
 import {renderConvList, renderHeader, renderMe, renderUsers, closeDrawer} from './sidebar.js';
 import {upload} from './outbox.js';
 
@@ -131,7 +131,44 @@ async function saveAvatar() {
   }
 }
 
+// ---- the language switch -------------------------------------------------------
+
+function fillLanguages(select) {
+  select.replaceChildren(...Object.entries(LANGUAGES).map(([code, name]) => {
+    const o = R.el('option', '', name);
+    o.value = code;
+    o.lang = code;
+    o.selected = code === lang();
+    return o;
+  }));
+}
+
+// switchLanguage makes code the language of the page, remembered on this
+// browser, and shows everything again in it.
+async function switchLanguage(code) {
+  try {
+    await use(code, true);
+  } catch (err) {
+    console.error('dce: the language could not load:', err);
+    return;
+  }
+  apply();
+  for (const s of [dom.lang, dom.loginLang]) if (s) s.value = lang();
+  if (!dom.loginSubmit.disabled) dom.loginSubmit.textContent = t('login.submit');
+  setStatus(statusNow);
+  renderConvList();
+  renderHeader();
+  renderUsers();
+  renderTyping();
+  if (!dom.chat.hidden) renderConv(false);
+}
+
 export function initScreens() {
+  for (const s of [dom.lang, dom.loginLang]) {
+    if (!s) continue;
+    fillLanguages(s);
+    s.addEventListener('change', () => switchLanguage(s.value));
+  }
   dom.noticeAction.addEventListener('click', () => { if (noticeFn) noticeFn(); });
   dom.profileOpen.addEventListener('click', openProfile);
   dom.profileCancel.addEventListener('click', () => dom.profile.close());

@@ -133,6 +133,7 @@ function loginMessage(err, status) {
   if (!err) return t('login.failed', {status});
   if (err.code === 'auth_failed') return t('login.wrong');
   if (err.code === 'forbidden') return t('login.forbidden');
+  if (err.code === 'bad_request') return t('login.bad');
   return errText(err);
 }
 

@@ -39,7 +39,7 @@ const IDS = {
   profileName: 'profile-name', profileBrief: 'profile-brief', profileError: 'profile-error',
   profileAvatarBtn: 'profile-avatar-btn', profileAvatarInput: 'profile-avatar-input',
   profileCancel: 'profile-cancel', profileSave: 'profile-save',
-  toast: 'toast',
+  toast: 'toast', lang: 'lang', loginLang: 'login-lang',
 };
 
 export function bindDom(more = {}) {

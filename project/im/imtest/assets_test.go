@@ -86,7 +86,7 @@ func TestAssetsVersioned(t *testing.T) {
 			t.Errorf("%s is not reached from app.js (reached: %v)", want, seen)
 		}
 	}
-	for _, lang := range []string{"en"} {
+	for _, lang := range []string{"en", "zh"} {
 		if resp, _ := get(base + "js/i18n/" + lang + ".js"); resp.StatusCode != 200 {
 			t.Errorf("language file %s: %d", lang, resp.StatusCode)
 		}

@@ -21,6 +21,7 @@ export default {
   'login.needPassword': 'Enter a password.',
   'login.wrong': 'Wrong password.',
   'login.forbidden': 'This account may not log in now (banned).',
+  'login.bad': 'A nickname has 1–32 characters, a password 8–128.',
   'login.failed': 'Login failed (HTTP {status}).',
   'login.unreachable': 'Cannot reach the server. Check the connection and try again.',
   'login.welcome': 'Welcome, {name}! Your nickname is registered.',
