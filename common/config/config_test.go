@@ -164,6 +164,7 @@ var badCases = []loadCase{
 	{name: "no messages at all", env: []string{"DCE_LIMITS_MESSAGES_PER_SECOND=0"}, want: []string{"limits.messages_per_second"}},
 	{name: "zero burst", env: []string{"DCE_LIMITS_MESSAGE_BURST=0"}, want: []string{"limits.message_burst"}},
 	{name: "zero text", env: []string{"DCE_LIMITS_TEXT_MAX=0"}, want: []string{"limits.text_max"}},
+	{name: "zero group members", env: []string{"DCE_LIMITS_GROUP_MEMBERS=0"}, want: []string{"limits.group_members"}},
 	{name: "zero nickname", env: []string{"DCE_LIMITS_NICKNAME_MAX=0"}, want: []string{"limits.nickname_max"}},
 	{name: "passwords inverted", file: "[limits]\npassword_min = 20\npassword_max = 10\n", want: []string{"limits.password_max"}},
 	{name: "zero login window", env: []string{"DCE_LIMITS_FAILED_LOGIN_WINDOW_SECONDS=0"}, want: []string{"limits.failed_login_window_seconds"}},

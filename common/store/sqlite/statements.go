@@ -12,10 +12,11 @@ import (
 const messageColumns = `m.id, m.seq, m.conv_key, m.sender, u.nickname, u.brief, u.avatar, u.admin,
 	m.to_addr, m.to_user, m.kind, m.text, COALESCE(m.cid, ''), m.ts, m.edited, m.deleted`
 
-// readableBy is the condition "user ?2 may read message m". Group
-// conversations will add: OR m.conv_key IN (SELECT 'group:' || group_id
-// FROM group_members WHERE user_id = ?2).
-const readableBy = `(m.conv_key = 'room:lobby' OR m.sender = ?2 OR m.to_user = ?2)`
+// readableBy is the condition "user ?2 may read message m": the lobby,
+// their private conversations, and the groups they are in now (a list
+// SQLite builds once per query from group_members_user).
+const readableBy = `(m.conv_key = 'room:lobby' OR m.sender = ?2 OR m.to_user = ?2
+	OR m.conv_key IN (SELECT 'group:' || group_id FROM group_members WHERE user_id = ?2))`
 
 // The statements on the hot paths, prepared once. Writer statements are
 // prepared on the writer's single connection and bound to each batch's

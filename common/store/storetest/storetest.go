@@ -54,6 +54,14 @@ type Engine interface {
 	LastSeq(ctx context.Context) (int64, error)
 	CountMessages(ctx context.Context) (int64, error)
 	IntegrityCheck(ctx context.Context) (string, error)
+
+	// Group writes; service.Store states their contract (the
+	// after-commit action as AppendLater's published).
+	Groups(ctx context.Context) ([]model.GroupMembers, error)
+	CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
+	AddGroupMember(ctx context.Context, group, user int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
+	RemoveGroupMember(ctx context.Context, group, user int64, committed func(model.GroupChange)) (model.GroupChange, error)
+	RenameGroup(ctx context.Context, group int64, name string, committed func(model.GroupChange)) (model.GroupChange, error)
 }
 
 // Run runs the whole suite, each test against a fresh store from open.
@@ -90,6 +98,10 @@ func Run(t *testing.T, open func(t *testing.T) Engine) {
 		{"CloseRefusesWrites", testCloseRefusesWrites},
 		{"CloseWithWritesInFlight", testCloseWithWritesInFlight},
 		{"IntegrityCheck", testIntegrityCheck},
+		{"GroupCreate", testGroupCreate},
+		{"GroupMembership", testGroupMembership},
+		{"GroupReading", testGroupReading},
+		{"GroupCommittedInOrder", testGroupCommittedInOrder},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {

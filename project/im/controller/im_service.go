@@ -215,7 +215,7 @@ func (c *ImService) Read(ctx *node.Context) (any, error) {
 	if err := ctx.Bind(&req); err != nil {
 		return nil, err
 	}
-	return nil, c.Chat.Read(ctx.Ctx, ctx.UserID(), req.With, req.ID)
+	return nil, c.Chat.Read(ctx.Ctx, connID(ctx.Peer), ctx.UserID(), req.With, req.ID)
 }
 
 // Typing tells the others that the caller is typing.

@@ -52,6 +52,36 @@ type Store interface {
 	Conversations(ctx context.Context, userID int64) ([]model.Conversation, error)
 	MarkRead(ctx context.Context, userID int64, key model.ConvKey, id int64) error
 	CountMessages(ctx context.Context) (int64, error)
+
+	// Groups returns every group with its members in join order, by id:
+	// what the chat loads into memory when it starts.
+	Groups(ctx context.Context) ([]model.GroupMembers, error)
+	// CreateGroup, AddGroupMember, RemoveGroupMember and RenameGroup
+	// change groups. Each returns only after the commit that holds the
+	// change is durable. committed (if not nil) is the change's
+	// after-commit action, and the store owes it AppendLater's contract:
+	// it is called only after that commit, only if something changed
+	// (never for a refusal or a no-op: an add of a member, a removal of a
+	// non-member), before the method returns (or, if ctx ended first,
+	// still, if the change was stored), and in seq order with every
+	// message's published, one at a time, on one goroutine. The chat
+	// changes its membership in memory there, so messages committed after
+	// a change are delivered by the membership after it.
+	//
+	// CreateGroup makes the owner the first member and g.Members (without
+	// duplicates or the owner) the next, lowest id first; the change
+	// lists every member (Members). AddGroupMember puts user last in the
+	// join order. RemoveGroupMember takes user out; when the owner goes,
+	// the member first in join order becomes owner; when the last member
+	// goes the group is deleted (Dissolved) and its messages stay,
+	// readable by no one. Refusals, with nothing written:
+	// store.ErrNotFound for no such group or user, store.ErrFull when a
+	// create or an add would take the group past maxMembers (when above
+	// 0).
+	CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
+	AddGroupMember(ctx context.Context, group, user int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
+	RemoveGroupMember(ctx context.Context, group, user int64, committed func(model.GroupChange)) (model.GroupChange, error)
+	RenameGroup(ctx context.Context, group int64, name string, committed func(model.GroupChange)) (model.GroupChange, error)
 }
 
 // Bus fans pre-encoded frames out to users' connections, on this node and
@@ -97,6 +127,7 @@ type Service struct {
 
 	admission *admission // new connections and resumes
 	presence  *presenceFolder
+	groups    *membership // who is in which group (membership.go)
 }
 
 // New makes the service and starts its janitor (Close stops it).
@@ -122,6 +153,7 @@ func New(d Deps, cfg config.Config) *Service {
 		updates:  newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
 		stop:     make(chan struct{}),
 		started:  d.Now(),
+		groups:   newMembership(),
 	}
 	s.admission = newAdmission(cfg.Limits)
 	s.presence = newPresenceFolder(presenceInterval, s.pushPresence)
