@@ -141,6 +141,7 @@ func (cfg *Config) check(from map[string]string) []string {
 	c.atLeast("limits.max_connections", l.MaxConnections, 0)
 	c.atLeast("limits.bad_frames_per_minute", l.BadFramesPerMinute, 0)
 	c.atLeast("limits.udp_peers", l.UDPPeers, 0)
+	c.notNegative("limits.edit_window", l.EditWindow, "authors may always edit and delete")
 
 	se := cfg.Session
 	c.positive("session.lifetime", se.Lifetime)

@@ -97,6 +97,9 @@ type Limits struct {
 	ConnectBurst             int `toml:"connect_burst"`
 	ConnectsPerAddressSecond int `toml:"connects_per_address_second"`
 	ConnectBurstPerAddress   int `toml:"connect_burst_per_address"`
+	// EditWindow is how long after sending authors may edit or delete
+	// their messages; 0: always. Admins' deletions have no window.
+	EditWindow Duration `toml:"edit_window" reload:"apply"`
 	// GroupMembers is the most members a group may have.
 	GroupMembers int `toml:"group_members" reload:"apply"`
 }

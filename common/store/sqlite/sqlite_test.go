@@ -67,19 +67,19 @@ func TestPragmas(t *testing.T) {
 		}
 		connections = append(connections, writer)
 		for i, connection := range connections {
-			var synchronous, foreignKeys, busyTimeout int
+			var synchronous, foreignKeys, busyTimeout, secureDelete int
 			var journalMode string
 			for pragma, into := range map[string]any{
 				"synchronous": &synchronous, "foreign_keys": &foreignKeys,
-				"busy_timeout": &busyTimeout, "journal_mode": &journalMode,
+				"busy_timeout": &busyTimeout, "journal_mode": &journalMode, "secure_delete": &secureDelete,
 			} {
 				if err := connection.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(into); err != nil {
 					t.Fatalf("connection %d: PRAGMA %s: %v", i, pragma, err)
 				}
 			}
-			if synchronous != c.want || foreignKeys != 1 || busyTimeout != 5000 || journalMode != "wal" {
-				t.Errorf("Synchronous %q, connection %d: synchronous=%d foreign_keys=%d busy_timeout=%d journal_mode=%s",
-					c.option, i, synchronous, foreignKeys, busyTimeout, journalMode)
+			if synchronous != c.want || foreignKeys != 1 || busyTimeout != 5000 || journalMode != "wal" || secureDelete != 1 {
+				t.Errorf("Synchronous %q, connection %d: synchronous=%d foreign_keys=%d busy_timeout=%d journal_mode=%s secure_delete=%d",
+					c.option, i, synchronous, foreignKeys, busyTimeout, journalMode, secureDelete)
 			}
 		}
 		// Readers cannot write.
@@ -456,6 +456,10 @@ func TestQueryPlans(t *testing.T) {
 		"lastSeq":              {lastSeqSQL, nil, "sqlite_autoindex_messages_1"},
 		"sync groups":          {syncSQL, []any{0, 1, 10}, "COVERING INDEX group_members_user (user_id=?)"},
 		"conversations groups": {conversationsSQL, []any{1}, "COVERING INDEX group_members_user (user_id=?)"},
+		"search":               {strings.Replace(searchSQL, "%CONV%", inEvery, 1), []any{`"abc"`, 1, 100, 21, ""}, "VIRTUAL TABLE INDEX"},
+		"search with": {strings.Replace(searchSQL, "%CONV%", inConversation, 1), []any{`"abc"`, 1, 100, 21, "room:lobby"},
+			"VIRTUAL TABLE INDEX"},
+		"message for": {messageForSQL, []any{1, 1}, "INTEGER PRIMARY KEY (rowid=?)"},
 	} {
 		rows, err := db.reader.Query("EXPLAIN QUERY PLAN "+c.query, c.arguments...)
 		if err != nil {

@@ -52,6 +52,13 @@ type Engine interface {
 	Conversations(ctx context.Context, userID int64) ([]model.Conversation, error)
 	MarkRead(ctx context.Context, userID int64, key model.ConvKey, id int64) error
 	LastSeq(ctx context.Context) (int64, error)
+
+	// MessageFor, EditLater, DeleteLater and Search: service.Store states
+	// their contracts; edits.go and search.go test them.
+	MessageFor(ctx context.Context, reader, id int64) (model.Message, error)
+	EditLater(ctx context.Context, id int64, text string, published func(model.Message)) func() (model.Message, error)
+	DeleteLater(ctx context.Context, id int64, published func(model.Message)) func() (msg model.Message, already bool, err error)
+	Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) (msgs []model.Message, more bool, err error)
 	CountMessages(ctx context.Context) (int64, error)
 	IntegrityCheck(ctx context.Context) (string, error)
 
@@ -98,6 +105,14 @@ func Run(t *testing.T, open func(t *testing.T) Engine) {
 		{"CloseRefusesWrites", testCloseRefusesWrites},
 		{"CloseWithWritesInFlight", testCloseWithWritesInFlight},
 		{"IntegrityCheck", testIntegrityCheck},
+		{"MessageForReadability", testMessageForReadability},
+		{"EditAndDelete", testEditAndDelete},
+		{"EditsAndDeletesPublishedInSeqOrder", testChangesPublishedInSeqOrder},
+		{"SearchScriptsAndCase", testSearchScriptsAndCase},
+		{"SearchReadableOnly", testSearchReadableOnly},
+		{"SearchPaging", testSearchPaging},
+		{"SearchShortQueries", testSearchShortQueries},
+		{"SearchFollowsEditsAndDeletes", testSearchFollowsEditsAndDeletes},
 		{"GroupCreate", testGroupCreate},
 		{"GroupMembership", testGroupMembership},
 		{"GroupReading", testGroupReading},

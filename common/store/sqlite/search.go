@@ -1,0 +1,133 @@
+package sqlite
+
+import (
+	"context"
+	"math"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"dce/common/model"
+)
+
+// Limits of Search.
+const (
+	DefaultSearchLimit = 20
+	MaxSearchLimit     = 100
+	// ShortSearchWindow is how many of the newest messages a reader may
+	// read (below before) a query of one or two characters looks through:
+	// trigrams cannot find those, so they are matched by a scan, and the
+	// scan is bounded.
+	ShortSearchWindow = 10000
+)
+
+// searchSQL finds ?1 (an FTS5 phrase) among what ?2 may read, newest
+// first, below id ?3, at most ?4; the index yields rowids newest first, so
+// a page stops as soon as it is full. %CONV% is inConversation or
+// inEvery.
+const searchSQL = `SELECT ` + messageColumns + `
+FROM messages_search s
+JOIN messages m ON m.id = s.rowid
+JOIN users u ON u.id = m.sender
+WHERE messages_search MATCH ?1 AND s.rowid < ?3 AND m.deleted = 0 AND %CONV% AND ` + readableBy + `
+ORDER BY s.rowid DESC LIMIT ?4`
+
+// shortSearchSQL scans the newest ShortSearchWindow messages ?2 may read
+// below id ?3 (%CONV% as in searchSQL) for one of the case
+// variants given from ?6 on (shortSearchMatch), newest first, at most ?4.
+// ?1 is unused, so the parameters line up with searchSQL's.
+const shortSearchSQL = `SELECT ` + messageColumns + `
+FROM (SELECT m.id FROM messages m
+	WHERE m.id < ?3 AND %CONV% AND ` + readableBy + `
+	ORDER BY m.id DESC LIMIT ` + "%d" + `) w
+JOIN messages m ON m.id = w.id
+JOIN users u ON u.id = m.sender
+WHERE ?1 = ?1 AND m.deleted = 0 AND (%s)
+ORDER BY m.id DESC LIMIT ?4`
+
+// The condition on the conversation of searchSQL and shortSearchSQL: ?5
+// names it, or every conversation (so that the planner can use the
+// conversation index when one is named).
+const (
+	inConversation = `m.conv_key = ?5`
+	inEvery        = `?5 = ''`
+)
+
+// Search returns the messages reader may read (readableBy) whose text
+// contains q, newest first, ids below before (when before > 0), in the
+// conversation key when it is not "", at most limit (clamped to
+// 1..MaxSearchLimit; DefaultSearchLimit when 0); more reports whether
+// further matches exist. Deleted messages are never found. The match is
+// case-insensitive (Unicode simple case folding) and works on any
+// substring in any script.
+//
+// A q of three characters or more is looked up in the trigram index. One
+// or two characters cannot be: they are matched by scanning the newest
+// ShortSearchWindow messages reader may read below before, so older
+// matches are found only by paging with before, and more then speaks of
+// that window only.
+func (db *DB) Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) (msgs []model.Message, more bool, err error) {
+	if err := db.checkOpen(); err != nil {
+		return nil, false, err
+	}
+	limit = clampLimit(limit, DefaultSearchLimit, MaxSearchLimit)
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	query, args := searchSQL, []any{ftsPhrase(q), reader, before, limit + 1, string(key)}
+	if utf8.RuneCountInString(q) < 3 {
+		variants := caseVariants(q)
+		match := make([]string, len(variants))
+		for i, variant := range variants {
+			match[i] = "instr(m.text, ?" + strconv.Itoa(6+i) + ") > 0"
+			args = append(args, variant)
+		}
+		query = strings.Replace(strings.Replace(shortSearchSQL, "%d", strconv.Itoa(ShortSearchWindow), 1),
+			"%s", strings.Join(match, " OR "), 1)
+	}
+	conv := inEvery
+	if key != "" {
+		conv = inConversation
+	}
+	rows, err := db.reader.QueryContext(ctx, strings.Replace(query, "%CONV%", conv, 1), args...)
+	if err != nil {
+		return nil, false, err
+	}
+	msgs, err = scanMessages(rows, limit)
+	if err != nil {
+		return nil, false, err
+	}
+	if more = len(msgs) > limit; more {
+		msgs = msgs[:limit]
+	}
+	return msgs, more, nil
+}
+
+// ftsPhrase quotes q as one FTS5 phrase: with the trigram tokenizer a
+// phrase matches the texts that contain it as a substring.
+func ftsPhrase(q string) string {
+	return `"` + strings.ReplaceAll(q, `"`, `""`) + `"`
+}
+
+// caseVariants lists every spelling of a short q that Unicode simple case
+// folding makes equal to it ("ok": ok, oK, Ok, OK), for the scan of a
+// short query. A rune has at most four such spellings (θ ϑ Θ ϴ), so two
+// runes give at most sixteen.
+func caseVariants(q string) []string {
+	variants := []string{""}
+	for _, r := range q {
+		orbit := []rune{r}
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			orbit = append(orbit, f)
+		}
+		next := make([]string, 0, len(variants)*len(orbit))
+		for _, v := range variants {
+			for _, o := range orbit {
+				next = append(next, v+string(o))
+			}
+		}
+		variants = next
+	}
+	return variants
+}
