@@ -9,7 +9,8 @@
 //   conv.js     the open conversation: scrolling, ticks, typing, read marks
 //   sidebar.js  the conversation and online lists, presence, the drawer
 //   outbox.js   the outbox and the composer
-//   screens.js  screens, notices, toasts, the profile dialog
+//   screens.js  screens, notices, toasts, the profile dialog, the language switch
+//   groups.js   groups: create, browse and join, members, invite, rename, remove, leave
 //
 // The wire protocol is PROTOCOL.md; the element ids are the DOM contract
 // the browser tests drive.
@@ -22,6 +23,7 @@ import {initConv} from './conv.js';
 import {initSidebar} from './sidebar.js';
 import {initOutbox} from './outbox.js';
 import {initScreens} from './screens.js';
+import {initGroups} from './groups.js';
 
 export async function start() {
   await i18n.use(i18n.pick()).catch((err) => console.error('dce: the language could not load:', err));
@@ -33,6 +35,7 @@ export async function start() {
   initSidebar();
   initOutbox();
   initScreens();
+  initGroups();
 
   Object.defineProperty(window, 'dceDebug', {
     configurable: false,

@@ -110,7 +110,7 @@ function fmt(opts) {
   return f;
 }
 
-export const timeOf = (ts) => fmt({hour: '2-digit', minute: '2-digit'}).format(new Date(ts));
+export const timeOf = (ts) => fmt({hour: 'numeric', minute: '2-digit'}).format(new Date(ts));
 export const fullTime = (ts) => fmt({dateStyle: 'full', timeStyle: 'short'}).format(new Date(ts));
 
 export function dayOf(ts, withYear) {
@@ -122,7 +122,7 @@ export function dayOf(ts, withYear) {
 // dateTime is a short date and time, for search results.
 export function dateTime(ts) {
   const d = new Date(ts);
-  const opts = {month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit'};
+  const opts = {month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit'};
   if (d.getFullYear() !== new Date().getFullYear()) opts.year = 'numeric';
   return fmt(opts).format(d);
 }

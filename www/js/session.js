@@ -201,7 +201,7 @@ export function resetSession() {
   S.freshSeq = false;
   S.caughtUp = false;
   S.pushSeq = 0;
-  for (const k of ['online', 'people', 'groups', 'convs', 'stores', 'els', 'readSent', 'readBy', 'resolving']) S[k].clear();
+  for (const k of ['online', 'people', 'groups', 'mine', 'convs', 'stores', 'els', 'readSent', 'readBy', 'resolving']) S[k].clear();
   S.outbox = [];
   clearTyping();
   dom.messages.replaceChildren();

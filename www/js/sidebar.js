@@ -7,7 +7,6 @@ import {LOBBY, S, dom, client, remember, isMine, userOf, groupOf, ensureConv} fr
 import * as R from './render.js';
 import {t} from './i18n.js';
 import {openConv} from './conv.js';
-import {loadGroups} from './sync.js';
 import {openProfile} from './screens.js';
 
 export function convTitle(conv) {
@@ -57,6 +56,7 @@ export function scheduleConvList() {
 export function renderConvList() {
   ensureConv(LOBBY);
   ensureConv(S.conv);
+  for (const id of S.mine) if (S.groups.has(id)) ensureConv(`group:${id}`);
   const list = [...S.convs.values()].filter((c) => c.conv !== LOBBY);
   const key = (c) => (c.last ? c.last.id : Number.MAX_SAFE_INTEGER);
   list.sort((a, b) => key(b) - key(a));
@@ -113,7 +113,7 @@ export function renderHeader() {
     if (g && g.members) sub = t('group.members.n', {n: g.members});
   }
   dom.convSub.textContent = sub;
-  if (dom.groupInfo) dom.groupInfo.hidden = !gid;
+  dom.groupInfo.hidden = !(gid && S.mine.has(gid));
 }
 
 export function renderUsers() {
@@ -201,8 +201,6 @@ export function initSidebar() {
     renderUsers();
     scheduleConvList();
   });
-
-  client.on('im/group', () => { loadGroups(S.gen).then(() => { scheduleConvList(); renderHeader(); }); });
 
   client.on('im/user', (b) => {
     const u = b && b.user;

@@ -40,6 +40,18 @@ const IDS = {
   profileAvatarBtn: 'profile-avatar-btn', profileAvatarInput: 'profile-avatar-input',
   profileCancel: 'profile-cancel', profileSave: 'profile-save',
   toast: 'toast', lang: 'lang', loginLang: 'login-lang',
+  groupsNew: 'groups-new', groupsBrowse: 'groups-browse', groupInfo: 'group-info',
+  groupCreate: 'group-create', groupCreateForm: 'group-create-form', groupName: 'group-name', groupPrivate: 'group-private',
+  groupPick: 'group-pick', groupPickList: 'group-pick-list', groupCreateError: 'group-create-error',
+  groupCreateCancel: 'group-create-cancel', groupCreateSave: 'group-create-save',
+  groupBrowse: 'group-browse', groupBrowseList: 'group-browse-list', groupBrowseError: 'group-browse-error',
+  groupDialog: 'group-dialog', groupDialogName: 'group-dialog-name', groupKind: 'group-kind',
+  groupRenameRow: 'group-rename-row', groupRenameForm: 'group-rename-form', groupRename: 'group-rename',
+  groupMemberCount: 'group-member-count', groupMembers: 'group-members', groupInvite: 'group-invite',
+  groupInviteList: 'group-invite-list', groupError: 'group-error', groupLeave: 'group-leave',
+  groupDialogClose: 'group-dialog-close',
+  searchForm: 'search-form', search: 'search', searchPanel: 'search-panel', searchTitle: 'search-title',
+  searchClose: 'search-close', searchResults: 'search-results', searchMore: 'search-more', searchEmpty: 'search-empty',
 };
 
 export function bindDom(more = {}) {
@@ -54,7 +66,8 @@ export const S = {
   conv: LOBBY,
   online: new Map(), // user id -> Online
   people: new Map(), // user id -> User, everyone seen
-  groups: new Map(), // group id -> Group
+  groups: new Map(), // group id -> Group: mine, and the open ones
+  mine: new Set(), // ids of the groups the signed-in user is in
   convs: new Map(), // conv -> {conv, last, unread}
   stores: new Map(), // conv -> {byId, ids (sorted), more, loaded, loading, error}
   els: new Map(), // message id -> element, for the open conversation

@@ -10,6 +10,7 @@ import {renderConvList, renderHeader, renderUsers, scheduleConvList} from './sid
 import {settle} from './outbox.js';
 import {failed} from './session.js';
 import {errText} from './i18n.js';
+import {learnMembership} from './groups.js';
 
 export async function loadUsers(gen) {
   const r = await client.request('im/users', {});
@@ -47,6 +48,7 @@ export async function loadGroups(gen) {
     for (const g of Array.isArray(r.groups) ? r.groups : []) {
       if (g && typeof g.id === 'number') S.groups.set(g.id, g);
     }
+    await learnMembership(gen);
   } catch { /* a server without groups: none shown */ }
 }
 

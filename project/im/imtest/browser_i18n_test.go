@@ -71,7 +71,7 @@ func TestBrowserChinese(t *testing.T) {
 		t.Errorf("the day separator says %q, want 今天", got)
 	}
 	want := servertest.Eval[string](ann, `(() => { const m = document.querySelector('#messages .msg[data-id] time'); `+
-		`return new Intl.DateTimeFormat('zh-CN', {hour: '2-digit', minute: '2-digit'}).format(new Date(m.dateTime)); })()`)
+		`return new Intl.DateTimeFormat('zh-CN', {hour: 'numeric', minute: '2-digit'}).format(new Date(m.dateTime)); })()`)
 	if got := servertest.Eval[string](ann, `document.querySelector('#messages .msg[data-id] time').textContent`); got != want {
 		t.Errorf("a message's time shows %q, want zh-CN's %q", got, want)
 	}
