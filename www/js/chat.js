@@ -10,6 +10,7 @@
 //   sidebar.js  the conversation and online lists, presence, the drawer
 //   outbox.js   the outbox and the composer
 //   screens.js  screens, notices, toasts, the profile dialog, the language switch
+//   edit.js     the message menu: edit in place, delete
 //   groups.js   groups: create, browse and join, members, invite, rename, remove, leave
 //
 // The wire protocol is PROTOCOL.md; the element ids are the DOM contract
@@ -24,6 +25,7 @@ import {initSidebar} from './sidebar.js';
 import {initOutbox} from './outbox.js';
 import {initScreens} from './screens.js';
 import {initGroups} from './groups.js';
+import {initEdit} from './edit.js';
 
 export async function start() {
   await i18n.use(i18n.pick()).catch((err) => console.error('dce: the language could not load:', err));
@@ -36,6 +38,7 @@ export async function start() {
   initOutbox();
   initScreens();
   initGroups();
+  initEdit();
 
   Object.defineProperty(window, 'dceDebug', {
     configurable: false,

@@ -10,6 +10,7 @@ import {loadNewest, loadOlder, loadNewer} from './sync.js';
 import {renderConvList, renderHeader, scheduleConvList, closeDrawer, narrow} from './sidebar.js';
 import {pendingEl} from './outbox.js';
 import {recheck} from './session.js';
+import {decorate, resetEdit} from './edit.js';
 
 export const nearBottom = () => {
   const b = dom.messages;
@@ -36,6 +37,7 @@ function isCont(prev, m) {
 
 function msgEl(m, prev) {
   const e = R.message(m, {own: isMine(m), cont: isCont(prev, m), tick: tickFor(m), menu: canAct(m)});
+  decorate(e, m);
   S.els.set(m.id, e);
   return e;
 }
@@ -44,8 +46,12 @@ function msgEl(m, prev) {
 // and any for an admin (delete only).
 export function canAct(m) {
   if (!m || m.deleted || !S.me || typeof m.id !== 'number') return false;
-  return isMine(m) || !!S.me.admin;
+  return isMine(m) || isAdmin();
 }
+
+// isAdmin says whether the signed-in user is an admin, by what the server
+// last said of them (im/signer, im/users, im/user).
+export const isAdmin = () => !!(S.me && (S.me.admin || (S.people.get(S.me.id) || {}).admin));
 
 function olderEl(st) {
   const box = R.el('div', 'older');
@@ -162,6 +168,7 @@ function updateTicks() {
 export async function openConv(conv, around) {
   if (!validConv(conv)) conv = LOBBY;
   const changed = conv !== S.conv;
+  if (changed) resetEdit();
   S.conv = conv;
   store.set(convKey(), conv);
   ensureConv(conv).unread = 0;

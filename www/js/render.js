@@ -227,7 +227,8 @@ function fileBlock(kind, file) {
   return box;
 }
 
-// message builds one .msg element. ctx: {own, cont, tick} (see setTick).
+// message builds one .msg element. ctx: {own, cont, tick (see setTick),
+// menu (a button for the message's actions)}.
 // A pending message (not acknowledged yet) has no id; it carries its cid.
 export function message(m, ctx = {}) {
   const from = m.from || {};
@@ -268,6 +269,16 @@ export function message(m, ctx = {}) {
   foot.append(state);
   bubble.append(foot);
   row.append(bubble);
+  if (ctx.menu) {
+    const b = el('button', 'menu-btn', '⋯');
+    b.type = 'button';
+    b.dataset.action = 'menu';
+    b.setAttribute('aria-haspopup', 'menu');
+    b.setAttribute('aria-expanded', 'false');
+    b.setAttribute('aria-label', t('msg.actions'));
+    b.title = t('msg.actions');
+    row.append(b);
+  }
   setTick(row, ctx.tick || '');
   return row;
 }

@@ -143,6 +143,14 @@ export default {
   'search.searching': 'Searching…',
   'search.here': 'Search in this conversation',
 
+  'msg.actions': 'Message actions',
+  'msg.edit': 'Edit',
+  'msg.delete': 'Delete',
+  'msg.deleteQ': 'Delete this message for everyone?',
+  'msg.editEmpty': 'A message cannot be empty: delete it instead.',
+  'what.edit': 'Could not edit the message',
+  'what.delete': 'Could not delete the message',
+
   'failed': '{what}: {why}',
   'what.loadConv': 'Could not load the conversation',
   'what.loadOlder': 'Could not load older messages',

@@ -139,6 +139,14 @@ export default {
   'search.searching': '正在搜索…',
   'search.here': '在此会话中搜索',
 
+  'msg.actions': '消息操作',
+  'msg.edit': '编辑',
+  'msg.delete': '删除',
+  'msg.deleteQ': '要为所有人删除这条消息吗？',
+  'msg.editEmpty': '消息不能为空：请改为删除。',
+  'what.edit': '无法编辑消息',
+  'what.delete': '无法删除消息',
+
   'failed': '{what}：{why}',
   'what.loadConv': '无法加载会话',
   'what.loadOlder': '无法加载更早的消息',
