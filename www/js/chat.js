@@ -11,6 +11,7 @@
 //   outbox.js   the outbox and the composer
 //   screens.js  screens, notices, toasts, the profile dialog, the language switch
 //   edit.js     the message menu: edit in place, delete
+//   search.js   search, and opening a result at its message
 //   groups.js   groups: create, browse and join, members, invite, rename, remove, leave
 //
 // The wire protocol is PROTOCOL.md; the element ids are the DOM contract
@@ -26,6 +27,7 @@ import {initOutbox} from './outbox.js';
 import {initScreens} from './screens.js';
 import {initGroups} from './groups.js';
 import {initEdit} from './edit.js';
+import {initSearch} from './search.js';
 
 export async function start() {
   await i18n.use(i18n.pick()).catch((err) => console.error('dce: the language could not load:', err));
@@ -39,6 +41,7 @@ export async function start() {
   initScreens();
   initGroups();
   initEdit();
+  initSearch();
 
   Object.defineProperty(window, 'dceDebug', {
     configurable: false,

@@ -9,6 +9,7 @@ import {loadUsers, loadConversations, loadGroups, loadNewest, catchUp, resolveNa
 import {scheduleRead, clearTyping} from './conv.js';
 import {renderConvList, renderHeader, renderMe} from './sidebar.js';
 import {pumpOutbox} from './outbox.js';
+import {resetSearch} from './search.js';
 import {showLogin, showChat, setStatus, showNotice, hideNotice, toast, closeDialogs} from './screens.js';
 
 let everOpened = false;
@@ -213,6 +214,7 @@ export function resetSession() {
   setStatus('closed');
   hideNotice();
   closeDialogs();
+  resetSearch();
 }
 
 export function initSession() {

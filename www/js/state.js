@@ -51,7 +51,7 @@ const IDS = {
   groupInviteList: 'group-invite-list', groupError: 'group-error', groupLeave: 'group-leave',
   groupDialogClose: 'group-dialog-close',
   searchForm: 'search-form', search: 'search', searchPanel: 'search-panel', searchTitle: 'search-title',
-  searchClose: 'search-close', searchResults: 'search-results', searchMore: 'search-more', searchEmpty: 'search-empty',
+  searchClose: 'search-close', searchHere: 'search-here', sideScroll: 'side-scroll', searchResults: 'search-results', searchMore: 'search-more', searchEmpty: 'search-empty',
 };
 
 export function bindDom(more = {}) {
