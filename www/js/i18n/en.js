@@ -5,12 +5,10 @@
 
 export default {
   '_locale': 'en',
-  'app.error': 'The page could not start. Reload to try again.',
 
   'boot.connecting': 'Connecting…',
   'boot.unreachable': 'Cannot reach the server. Retrying…',
   'boot.signingIn': 'Signing in…',
-  'boot.noscript': 'This chat needs JavaScript.',
 
   'login.nickname': 'Nickname',
   'login.password': 'Password',

@@ -3,12 +3,10 @@
 
 export default {
   '_locale': 'zh-CN',
-  'app.error': '页面无法启动。请刷新重试。',
 
   'boot.connecting': '正在连接…',
   'boot.unreachable': '无法连接服务器，正在重试…',
   'boot.signingIn': '正在登录…',
-  'boot.noscript': '此聊天需要启用 JavaScript。',
 
   'login.nickname': '昵称',
   'login.password': '密码',
