@@ -43,7 +43,6 @@ export function setStatus(state) {
   s.textContent = t(`status.${state}`);
   s.classList.toggle('busy', state === 'closed' || state === 'connecting');
 }
-export const status = () => statusNow;
 
 let noticeFn = null;
 export function showNotice(text, action, fn) {
