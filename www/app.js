@@ -1,8 +1,7 @@
-// The entry module of the chat page. It loads the other modules with the
-// same cache-busting query it was loaded with (/static/app.js?v=VERSION), so
-// a new server version never runs with stale modules, and starts the page.
-
-const v = new URL(import.meta.url).search;
+// The entry module of the chat page. The page loads it from the assets'
+// versioned path (/static/v<hash>/app.js), and every module it imports is
+// named relative to it, so a page never mixes one build's modules with
+// another's.
 
 function fail(err) {
   console.error('dce: the page could not start:', err);
@@ -10,10 +9,4 @@ function fail(err) {
   if (t) t.textContent = 'The page could not start. Reload to try again.';
 }
 
-Promise.all([
-  import(`./js/client.js${v}`),
-  import(`./js/render.js${v}`),
-  import(`./js/chat.js${v}`),
-]).then(([client, render, chat]) => {
-  chat.start({Client: client.Client, ProtoError: client.ProtoError, R: render});
-}).catch(fail);
+import('./js/chat.js').then((chat) => chat.start()).catch(fail);

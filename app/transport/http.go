@@ -1,7 +1,10 @@
 package transport
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -32,9 +35,9 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 
 // HTTPOptions add the HTTP transport's own parts to Options.
 type HTTPOptions struct {
 	ReadTimeout time.Duration
-	Static      fs.FS                 // served under /static/
-	Page        func(io.Writer) error // the chat page at GET /
-	Healthy     func() error          // GET /healthz
+	Static      fs.FS                         // served under /static/ and /static/v<hash>/
+	Page        func(io.Writer, string) error // the chat page at GET /, given the assets' versioned base path
+	Healthy     func() error                  // GET /healthz
 }
 
 // HTTP serves the UI, the WebSocket upgrade, and every node as POST /PATH.
@@ -67,10 +70,11 @@ func NewHTTP(o *Options, h HTTPOptions) *HTTP {
 	t.app.Get("/ws", t.ws.Upgrade, func(c *fiber.Ctx) error {
 		return fiber.NewError(fiber.StatusBadRequest, "this route takes WebSocket upgrades")
 	})
+	assets := "/static/v" + assetVersion(h.Static) + "/"
 	t.app.Get("/", t.ws.Upgrade, func(c *fiber.Ctx) error {
 		t.pageHeaders(c)
 		c.Type("html", "utf-8")
-		return h.Page(c.Response().BodyWriter())
+		return h.Page(c.Response().BodyWriter(), assets)
 	})
 	t.app.Get("/healthz", func(c *fiber.Ctx) error {
 		if err := h.Healthy(); err != nil {
@@ -78,6 +82,14 @@ func NewHTTP(o *Options, h HTTPOptions) *HTTP {
 		}
 		return c.SendString("ok")
 	})
+	// The page names its assets under /static/v<hash of them all>/, cached
+	// for good: a new build has a new path, so a page never mixes one
+	// build's modules with another's, and a path of another build is 404.
+	t.app.Use(strings.TrimSuffix(assets, "/"), func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+		c.Set(fiber.HeaderCacheControl, "public, max-age=31536000, immutable")
+		return c.Next()
+	}, filesystem.New(filesystem.Config{Root: http.FS(h.Static)}))
 	t.app.Use("/static", func(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
 		return c.Next()
@@ -102,6 +114,28 @@ func (t *HTTP) pageHeaders(c *fiber.Ctx) {
 	if t.Secure {
 		c.Set(fiber.HeaderStrictTransportSecurity, "max-age=31536000")
 	}
+}
+
+// assetVersion is a short hash of every file in fsys (names and contents):
+// the part of the assets' path that changes when any of them does.
+func assetVersion(fsys fs.FS) string {
+	sum := sha256.New()
+	err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(fsys, path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(sum, "%s\x00%d\x00", path, len(b))
+		sum.Write(b)
+		return nil
+	})
+	if err != nil {
+		panic("transport: cannot read the static assets: " + err.Error())
+	}
+	return hex.EncodeToString(sum.Sum(nil))[:12]
 }
 
 // refuseEncodedBodies answers 415 to any compressed request: Fiber v2 would

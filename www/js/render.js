@@ -3,6 +3,8 @@
 // through textContent or text nodes only, never as HTML. Links are built
 // with createElement, and only for http: and https: URLs.
 
+import {t, timeOf, fullTime as fullTimeOf, dayOf} from './i18n.js';
+
 export function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -138,12 +140,7 @@ export function appendText(parent, text) {
   if (at < s.length) parent.append(document.createTextNode(s.slice(at)));
 }
 
-const pad = (n) => String(n).padStart(2, '0');
-
-export function hhmm(ts) {
-  const d = new Date(ts);
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-}
+export const hhmm = (ts) => timeOf(ts);
 
 export function dayKey(ts) {
   const d = new Date(ts);
@@ -151,20 +148,15 @@ export function dayKey(ts) {
 }
 
 export function dayLabel(ts) {
-  const d = new Date(ts);
   const now = new Date();
   const key = dayKey(ts);
-  if (key === dayKey(now.getTime())) return 'Today';
+  if (key === dayKey(now.getTime())) return t('day.today');
   const y = new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1);
-  if (key === dayKey(y.getTime())) return 'Yesterday';
-  const opts = {weekday: 'short', day: 'numeric', month: 'short'};
-  if (d.getFullYear() !== now.getFullYear()) opts.year = 'numeric';
-  return d.toLocaleDateString(undefined, opts);
+  if (key === dayKey(y.getTime())) return t('day.yesterday');
+  return dayOf(ts, new Date(ts).getFullYear() !== now.getFullYear());
 }
 
-export function fullTime(ts) {
-  return new Date(ts).toLocaleString(undefined, {dateStyle: 'full', timeStyle: 'short'});
-}
+export const fullTime = (ts) => fullTimeOf(ts);
 
 export function fileSize(n) {
   const v = Number(n) || 0;
@@ -188,7 +180,7 @@ export function daySep(ts) {
 
 function fileBlock(kind, file) {
   const url = fileURL(file.url);
-  const name = typeof file.name === 'string' && file.name ? file.name : 'file';
+  const name = typeof file.name === 'string' && file.name ? file.name : t('file.name');
   const box = el('div', 'file');
   if (!url) {
     box.append(textEl('span', 'file-name', name));
@@ -235,7 +227,8 @@ function fileBlock(kind, file) {
   return box;
 }
 
-// message builds one .msg element. ctx: {own, cont, tick} (see setTick).
+// message builds one .msg element. ctx: {own, cont, tick (see setTick),
+// menu (a button for the message's actions)}.
 // A pending message (not acknowledged yet) has no id; it carries its cid.
 export function message(m, ctx = {}) {
   const from = m.from || {};
@@ -256,7 +249,7 @@ export function message(m, ctx = {}) {
 
   const text = textEl('div', 'text');
   if (m.deleted) {
-    text.textContent = 'message deleted';
+    text.textContent = t('msg.deleted');
   } else {
     if (m.file && typeof m.file === 'object') bubble.append(fileBlock(m.kind, m.file));
     if (m.text) appendText(text, m.text);
@@ -264,7 +257,7 @@ export function message(m, ctx = {}) {
   bubble.append(text);
 
   const foot = el('div', 'foot');
-  if (m.edited && !m.deleted) foot.append(el('span', 'edited', 'edited'));
+  if (m.edited && !m.deleted) foot.append(el('span', 'edited', t('msg.edited')));
   const time = el('time', 'time', hhmm(m.ts));
   const d = new Date(m.ts);
   if (!Number.isNaN(d.getTime())) {
@@ -276,6 +269,16 @@ export function message(m, ctx = {}) {
   foot.append(state);
   bubble.append(foot);
   row.append(bubble);
+  if (ctx.menu) {
+    const b = el('button', 'menu-btn', '⋯');
+    b.type = 'button';
+    b.dataset.action = 'menu';
+    b.setAttribute('aria-haspopup', 'menu');
+    b.setAttribute('aria-expanded', 'false');
+    b.setAttribute('aria-label', t('msg.actions'));
+    b.title = t('msg.actions');
+    row.append(b);
+  }
   setTick(row, ctx.tick || '');
   return row;
 }
@@ -289,9 +292,9 @@ export function setTick(row, tick) {
   state.dataset.tick = tick;
   if (tick === 'sent') state.textContent = '✓';
   else if (tick === 'seen') state.textContent = '✓✓';
-  else if (tick === 'sending') state.textContent = 'sending…';
-  if (tick === 'seen') state.title = 'seen';
-  else if (tick === 'sent') state.title = 'delivered';
+  else if (tick === 'sending') state.textContent = t('tick.sending');
+  if (tick === 'seen') state.title = t('tick.seen');
+  else if (tick === 'sent') state.title = t('tick.sent');
   else state.removeAttribute('title');
 }
 
@@ -301,11 +304,11 @@ export function setFailed(row, reason) {
   if (!state) return;
   state.replaceChildren();
   state.dataset.tick = 'failed';
-  state.append(textEl('span', 'fail-text', `not sent: ${reason}`));
-  const retry = el('button', 'link-btn', 'Retry');
+  state.append(textEl('span', 'fail-text', t('tick.failed', {why: reason})));
+  const retry = el('button', 'link-btn', t('tick.retry'));
   retry.type = 'button';
   retry.dataset.action = 'retry';
-  const discard = el('button', 'link-btn', 'Discard');
+  const discard = el('button', 'link-btn', t('tick.discard'));
   discard.type = 'button';
   discard.dataset.action = 'discard';
   state.append(retry, discard);

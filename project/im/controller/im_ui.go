@@ -19,7 +19,10 @@ func NewImUi(version string) *ImUi {
 	return &ImUi{Version: version, page: template.Must(template.ParseFS(tmpl.FS, "ui.html"))}
 }
 
-// Render writes the chat page.
-func (u *ImUi) Render(w io.Writer) error {
-	return u.page.Execute(w, struct{ Title, Version string }{"Dce chat", u.Version})
+// Render writes the chat page. static is the base path its assets are
+// served under (/static/v<hash>/, ending in a slash): every asset URL of
+// the page starts with it, so a page and its modules are always of one
+// build.
+func (u *ImUi) Render(w io.Writer, static string) error {
+	return u.page.Execute(w, struct{ Title, Version, Static string }{"Dce chat", u.Version, static})
 }

@@ -1,6 +1,7 @@
 // Package template holds the page templates of the chat UI (html/template
-// sources). ui.html is the page served at GET /; it takes .Title and
-// .Version (the cache-buster put on every asset URL).
+// sources). ui.html is the page served at GET /; it takes .Title, .Version
+// (the build's version) and .Static (the versioned base path of the
+// assets, /static/v<hash>/).
 package template
 
 import "embed"
