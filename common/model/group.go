@@ -17,6 +17,13 @@ type Group struct {
 	Members int    `json:"members"`
 }
 
+// ListedGroup is a Group as im/group/list shows it to one user: Member
+// says whether that user is in it (an open group is listed to everyone).
+type ListedGroup struct {
+	Group
+	Member bool `json:"member"`
+}
+
 // Key is the group's conversation key, "group:ID".
 func (g Group) Key() ConvKey { return Address{Kind: AddrGroup, ID: g.ID}.Key(0) }
 

@@ -20,23 +20,14 @@ const G = {
 const isMember = (id) => S.mine.has(id);
 const isOwner = (g) => !!(g && S.me && g.owner === S.me.id);
 
-// learnMembership finds which of the listed groups the user is in: a
-// private group is listed only to its members; for an open one its member
-// list says.
+// learnMembership records which of the listed groups the user is in:
+// im/group/list says so of each (`member`).
 export async function learnMembership(gen) {
-  const mine = new Set();
-  for (const c of S.convs.keys()) if (groupOf(c)) mine.add(groupOf(c)); // im/conversations lists only one's own
-  await Promise.all([...S.groups.values()].map(async (g) => {
-    if (g.private) { mine.add(g.id); return; }
-    if (mine.has(g.id)) return;
-    try {
-      const r = await client.request('im/group/members', {id: g.id});
-      if ((r.users || []).some((u) => u && S.me && u.id === S.me.id)) mine.add(g.id);
-    } catch { /* it stays out of the list */ }
-  }));
   if (gen !== S.gen) return;
+  const mine = new Set();
+  for (const g of S.groups.values()) if (g.member) mine.add(g.id);
   S.mine = mine;
-  for (const id of mine) if (S.groups.has(id)) ensureConv(`group:${id}`);
+  for (const id of mine) ensureConv(`group:${id}`);
   for (const c of [...S.convs.keys()]) if (groupOf(c) && !mine.has(groupOf(c))) S.convs.delete(c);
 }
 

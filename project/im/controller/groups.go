@@ -102,7 +102,7 @@ func (c *ImService) GroupList(ctx *node.Context) (any, error) {
 		return nil, err
 	}
 	return struct {
-		Groups []model.Group `json:"groups"`
+		Groups []model.ListedGroup `json:"groups"`
 	}{c.Chat.ListGroups(ctx.UserID())}, nil
 }
 

@@ -73,16 +73,16 @@ func noPush(t *testing.T, c *servertest.Client, path string, wait time.Duration)
 	}
 }
 
-func groupList(t *testing.T, c *servertest.Client) []model.Group {
+func groupList(t *testing.T, c *servertest.Client) []model.ListedGroup {
 	t.Helper()
 	var r struct {
-		Groups []model.Group `json:"groups"`
+		Groups []model.ListedGroup `json:"groups"`
 	}
 	c.OK("im/group/list", nil, &r)
 	return r.Groups
 }
 
-func groupIDs(groups []model.Group) []int64 {
+func groupIDs(groups []model.ListedGroup) []int64 {
 	var list []int64
 	for _, g := range groups {
 		list = append(list, g.ID)
@@ -125,6 +125,13 @@ func TestGroupLifecycle(t *testing.T) {
 	}
 	if !slices.Equal(groupIDs(groupList(t, bob)), []int64{ops.ID, secret.ID}) {
 		t.Fatalf("bob's list: %v", groupList(t, bob))
+	}
+	// The list says whose groups they are: cat is in none of them.
+	if l := groupList(t, cat); len(l) != 1 || l[0].Member {
+		t.Fatalf("cat's list: %+v, want the open group with member false", l)
+	}
+	if l := groupList(t, bob); len(l) != 2 || !l[0].Member || !l[1].Member {
+		t.Fatalf("bob's list: %+v, want both with member true", l)
 	}
 
 	// Members, with places: ann holds two, bob one, in join order.
@@ -487,7 +494,7 @@ func TestGroupSyncAfterRestart(t *testing.T) {
 	if len(synced.Messages) != 2 || synced.Messages[0].ID != first {
 		t.Fatalf("sync from 0: %+v", synced)
 	}
-	if l := groupList(t, bob); len(l) != 1 || l[0] != g {
+	if l := groupList(t, bob); len(l) != 1 || l[0] != (model.ListedGroup{Group: g, Member: true}) {
 		t.Fatalf("list after the restart: %+v, want %+v", l, g)
 	}
 	ann = s2.DialWS(t, "", nil)

@@ -248,8 +248,9 @@ func (s *Service) RenameGroup(ctx context.Context, conn uint64, user, id int64, 
 	return change.Group, nil
 }
 
-// ListGroups lists the groups user is in and the open ones, by id.
-func (s *Service) ListGroups(user int64) []model.Group { return s.groups.visibleTo(user) }
+// ListGroups lists the groups user is in and the open ones, by id, each
+// saying whether user is a member.
+func (s *Service) ListGroups(user int64) []model.ListedGroup { return s.groups.visibleTo(user) }
 
 // GroupMembers lists a group's members in join order, each with the
 // places they are online at (0 when offline): for members, and for anyone

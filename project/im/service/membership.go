@@ -76,17 +76,18 @@ func (m *membership) members(id int64) []int64 {
 	return nil
 }
 
-// visibleTo lists, by id, the groups user is in and the open ones.
-func (m *membership) visibleTo(user int64) []model.Group {
+// visibleTo lists, by id, the groups user is in and the open ones, each
+// saying whether user is a member.
+func (m *membership) visibleTo(user int64) []model.ListedGroup {
 	m.mu.RLock()
-	list := make([]model.Group, 0, len(m.groups))
+	list := make([]model.ListedGroup, 0, len(m.groups))
 	for _, e := range m.groups {
 		if _, member := e.set[user]; member || !e.group.Private {
-			list = append(list, e.group)
+			list = append(list, model.ListedGroup{Group: e.group, Member: member})
 		}
 	}
 	m.mu.RUnlock()
-	slices.SortFunc(list, func(a, b model.Group) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(list, func(a, b model.ListedGroup) int { return cmp.Compare(a.ID, b.ID) })
 	return list
 }
 
