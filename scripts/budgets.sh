@@ -105,8 +105,8 @@ for i in $(seq "$RUNS"); do
 	# A group's fan-out against the lobby's at the same size, run for run:
 	# 5,000 members of one open group made for the run (Bus.Deliver with
 	# a list of 5,000 users per message) and 5,000 lobby readers.
-	want group && run lobby-5k fanout -n 5000 -pubs 2 -msgs 4000 -size 64 -window 500 -src $SRC -logins 16
-	want group && run group-5k fanout -n 5000 -pubs 2 -msgs 4000 -size 64 -window 500 -src $SRC -logins 16 -group
+	want group && run lobby-5k fanout -n 5000 -pubs 2 -msgs 3000 -size 64 -src $SRC -logins 16
+	want group && run group-5k fanout -n 5000 -pubs 2 -msgs 3000 -size 64 -src $SRC -logins 16 -group
 	want pairs && run pairs-100 pairs -pairs 100 -duration 20s
 	want login && run login-200 login -n 200 -c 4 -prefix "bench-login-$(date +%s)-$i"
 	want presence && run presence-500 presence -watchers 1000 -n 500 -within 5s
