@@ -6,6 +6,7 @@
 #   scripts/budgets.sh                 # everything, about 20 minutes
 #   RUNS=1 ONLY=fanout scripts/budgets.sh
 #   ONLY=probe scripts/budgets.sh      # the lobby against the bare stack's probe
+#   ONLY=group scripts/budgets.sh      # a 5,000-member group's fan-out against the lobby's
 #
 # Results (one JSON line per run) go to $OUT (default
 # runtime/bench/results.jsonl). The latency chart (push latency against
@@ -101,6 +102,11 @@ for i in $(seq "$RUNS"); do
 	# What this disk does at best for a commit of the 1,000-reader row:
 	# with FULL, each message's push waits for its commit's fdatasync.
 	want latency && "$DCE" bench disk -n 300 -rate 20 -json -label disk-20 | tail -1 | tee -a "$OUT"
+	# A group's fan-out against the lobby's at the same size, run for run:
+	# 5,000 members of one open group made for the run (Bus.Deliver with
+	# a list of 5,000 users per message) and 5,000 lobby readers.
+	want group && run lobby-5k fanout -n 5000 -pubs 2 -msgs 3000 -size 64 -src $SRC -logins 16
+	want group && run group-5k fanout -n 5000 -pubs 2 -msgs 3000 -size 64 -src $SRC -logins 16 -group
 	want pairs && run pairs-100 pairs -pairs 100 -duration 20s
 	want login && run login-200 login -n 200 -c 4 -prefix "bench-login-$(date +%s)-$i"
 	want presence && run presence-500 presence -watchers 1000 -n 500 -within 5s

@@ -68,6 +68,24 @@ func TestBenchFanoutDeliversEveryMessageOnceInOrder(t *testing.T) {
 	}
 }
 
+func TestBenchGroupFanoutReachesEveryMember(t *testing.T) {
+	_, o := startBenchServer(t)
+	res, err := bench.Fanout(context.Background(), o, bench.FanoutConfig{Readers: 150, Pubs: 2, Msgs: 400, Size: 64, Group: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Workload != "fanout-group" || res.Acked != 400 || res.Failed != 0 {
+		t.Fatalf("%s: acked %d of 400, %d failed (%s)", res.Workload, res.Acked, res.Failed, res.FirstError)
+	}
+	if res.Lost != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 || res.Delivered != 150*400 {
+		t.Fatalf("delivered %d of %d: lost %d, duplicated %d, out of order %d", res.Delivered, res.Expected,
+			res.Lost, res.Duplicated, res.OutOfOrder)
+	}
+	if _, err := bench.Fanout(context.Background(), o, bench.FanoutConfig{Readers: 1, Pubs: 1, Msgs: 1, Group: true, Plain: true}); err == nil {
+		t.Error("-group with -plain ran; want an error")
+	}
+}
+
 func TestBenchPairsStoresEveryAckedMessage(t *testing.T) {
 	_, o := startBenchServer(t)
 	res, err := bench.Pairs(context.Background(), o, bench.PairsConfig{Pairs: 10, Duration: 2 * time.Second, Window: 8, Verify: true})

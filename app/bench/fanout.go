@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -30,6 +31,11 @@ type FanoutConfig struct {
 	// acknowledgement. The same readers, senders, pacing and checks run
 	// against either, so the two servers compare in one command.
 	Plain bool
+	// Group sends to a group made for the run instead of To: the first
+	// sender creates an open group whose members are every reader and
+	// sender, so that each message goes out through the hub's delivery to
+	// a list of users (Bus.Deliver) rather than its broadcast.
+	Group bool
 }
 
 // FanoutResult is what `dce bench fanout` measured.
@@ -115,6 +121,9 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 	if cfg.Readers <= 0 || cfg.Pubs <= 0 || cfg.Msgs <= 0 {
 		return res, fmt.Errorf("-n, -pubs and -msgs must be positive")
 	}
+	if cfg.Group && cfg.Plain {
+		return res, fmt.Errorf("-group needs the chat: a plain broadcast server has no groups")
+	}
 	if cfg.To == "" {
 		cfg.To = "room:lobby"
 	}
@@ -199,18 +208,25 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 		defer closeAll(sclients)
 	} else {
 		k := newConnector(&o)
-		rclients, _, err = k.connectMany(ctx, cfg.Readers, func(i int) string { return fmt.Sprintf("%s-r%d", o.Prefix, i) },
+		var rusers, susers []user
+		rclients, rusers, err = k.connectMany(ctx, cfg.Readers, func(i int) string { return fmt.Sprintf("%s-r%d", o.Prefix, i) },
 			func(i int) connectOpts { return connectOpts{onPush: onPush(readers[i])} })
 		if err != nil {
 			return res, err
 		}
 		defer closeAll(rclients)
-		sclients, _, err = k.connectMany(ctx, cfg.Pubs, func(i int) string { return fmt.Sprintf("%s-s%d", o.Prefix, i) },
+		sclients, susers, err = k.connectMany(ctx, cfg.Pubs, func(i int) string { return fmt.Sprintf("%s-s%d", o.Prefix, i) },
 			func(int) connectOpts { return connectOpts{} })
 		if err != nil {
 			return res, err
 		}
 		defer closeAll(sclients)
+		if cfg.Group {
+			res.Workload = "fanout-group"
+			if cfg.To, err = benchGroup(sclients[0], susers, rusers); err != nil {
+				return res, err
+			}
+		}
 	}
 	o.progress("%d readers and %d senders connected; sending %d messages", cfg.Readers, cfg.Pubs, cfg.Msgs)
 
@@ -343,6 +359,42 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 		}
 	}
 	return res, nil
+}
+
+// groupCreateIDs is how many members one im/group/create names: their ids
+// stay well inside the default 64 KiB frame. The rest are invited one by
+// one, each invite a push to every member so far.
+const groupCreateIDs = 8000
+
+// benchGroup has the first sender create an open group of every sender and
+// reader for a group fan-out, and returns its address.
+func benchGroup(owner *client, senders, readers []user) (string, error) {
+	var ids []int64
+	for _, u := range append(senders[1:], readers...) {
+		ids = append(ids, u.id)
+	}
+	first := ids[:min(len(ids), groupCreateIDs)]
+	body, _ := json.Marshal(map[string]any{"name": "bench fanout", "members": first})
+	raw, err := owner.call("im/group/create", body, time.Minute)
+	if err != nil {
+		return "", fmt.Errorf("im/group/create: %w", err)
+	}
+	var created struct {
+		Group struct {
+			ID      int64 `json:"id"`
+			Members int   `json:"members"`
+		} `json:"group"`
+	}
+	if err := json.Unmarshal(raw, &created); err != nil || created.Group.ID == 0 {
+		return "", fmt.Errorf("im/group/create replied %s", raw)
+	}
+	for _, id := range ids[len(first):] {
+		body, _ := json.Marshal(map[string]int64{"id": created.Group.ID, "user": id})
+		if _, err := owner.call("im/group/invite", body, time.Minute); err != nil {
+			return "", fmt.Errorf("im/group/invite: %w", err)
+		}
+	}
+	return "group:" + strconv.FormatInt(created.Group.ID, 10), nil
 }
 
 // connectPlain opens n connections to a plain broadcast server's lobby

@@ -33,7 +33,7 @@ type Command struct {
 func Commands() []Command {
 	return []Command{
 		{"conns", "Load: open and hold N logged-in WebSocket connections: -n N [-rate R] [-hold 30s]", runConns},
-		{"fanout", "Load: N lobby readers, P senders, M messages: -n N -pubs P -msgs M [-rate R] [-size B] [-plain -pid PID]", runFanout},
+		{"fanout", "Load: N lobby readers, P senders, M messages: -n N -pubs P -msgs M [-rate R] [-size B] [-group] [-plain -pid PID]", runFanout},
 		{"pairs", "Load: K pairs exchanging durable private messages: -pairs K -duration S", runPairs},
 		{"login", "Load: N password logins: -n N [-c C]", runLogin},
 		{"presence", "Load: N users come online while W watch: -watchers W -n N [-within S]", runPresence},
@@ -190,6 +190,7 @@ func runFanout(ctx context.Context, args []string, out io.Writer) error {
 	f.fs.StringVar(&cfg.To, "to", "room:lobby", "the conversation: room:lobby or group:ID")
 	f.fs.IntVar(&cfg.Window, "window", 32, "sends in flight per sender")
 	f.fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "give up on deliveries after this long without one")
+	f.fs.BoolVar(&cfg.Group, "group", false, "send to an open group of every reader and sender, made for the run, instead of -to")
 	f.fs.BoolVar(&cfg.Plain, "plain", false, "drive a plain broadcast server (the bare stack's probe: ?room=lobby, text relayed to the room) instead of the chat; give its -pid")
 	return runBench(ctx, f, args, out, func(c context.Context, o Options) (FanoutResult, error) { return Fanout(c, o, cfg) })
 }

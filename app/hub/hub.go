@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,12 @@ type Hub struct {
 	attached []*Conn
 	anonByIP map[string]int
 	closing  bool
+	// attachGen counts changes to users' connections (attach, detach):
+	// a resolved list of users (resolved.go) is good while it is the same.
+	attachGen uint64
+
+	resolveMu sync.Mutex // guards resolved; taken under mu held for reading
+	resolved  [resolvedSlots]*resolvedList
 
 	nextID     atomic.Uint64
 	slowClosed atomic.Uint64
@@ -78,8 +85,8 @@ type Hub struct {
 }
 
 type userEntry struct {
-	conns      map[*Conn]struct{}
-	told       int // the places last reported by OnPresence
+	conns      []*Conn // a slice: a delivery walks it for every user it names, and users hold few connections
+	told       int     // the places last reported by OnPresence
 	online     bool
 	graceTimer *time.Timer
 	graceGen   uint64
@@ -235,13 +242,14 @@ func (h *Hub) emit(events []presenceEvent) {
 func (h *Hub) attachLocked(c *Conn, user int64) presenceEvent {
 	u := h.users[user]
 	if u == nil {
-		u = &userEntry{conns: map[*Conn]struct{}{}}
+		u = &userEntry{}
 		h.users[user] = u
 	}
-	u.conns[c] = struct{}{}
+	u.conns = append(u.conns, c)
 	c.userID = user
 	c.attachedAt = len(h.attached)
 	h.attached = append(h.attached, c)
+	h.attachGen++
 	if u.graceTimer != nil {
 		u.graceTimer.Stop()
 		u.graceTimer = nil
@@ -252,6 +260,7 @@ func (h *Hub) attachLocked(c *Conn, user int64) presenceEvent {
 }
 
 func (h *Hub) detachLocked(c *Conn, user int64) presenceEvent {
+	h.attachGen++
 	c.userID = 0
 	if i := c.attachedAt; i >= 0 && i < len(h.attached) && h.attached[i] == c {
 		last := h.attached[len(h.attached)-1]
@@ -264,7 +273,9 @@ func (h *Hub) detachLocked(c *Conn, user int64) presenceEvent {
 	if u == nil {
 		return presenceEvent{}
 	}
-	delete(u.conns, c)
+	if i := slices.Index(u.conns, c); i >= 0 {
+		u.conns = slices.Delete(u.conns, i, i+1)
+	}
 	if len(u.conns) > 0 {
 		return presenceEvent{user: user, online: true, places: len(u.conns)}
 	}
@@ -324,16 +335,34 @@ func (h *Hub) remove(c *Conn) {
 
 // Deliver delivers frame to every connection of every user in users, except
 // the connection numbered except (0: none): written at once to the idle
-// ones (writer.go) before it returns, queued on the others. The same bytes
-// go to every queue; callers must not change them afterwards.
+// ones (writer.go), queued on the others. The same bytes go to every
+// queue; callers must not change them afterwards. A delivery to fewer than
+// sweepUsers users is written before it returns; one to more (a big
+// group's message) is written as a broadcast is, by a sweep that may still
+// be under way when it returns and that takes part in storm detection, so
+// that a storm of them is gathered by the writers, not written frame by
+// frame. Order holds either way: every connection has the frame queued or
+// claimed before Deliver returns.
 func (h *Hub) Deliver(users []int64, frame []byte, except uint64) {
-	d := h.startDelivery(frame, toUsers)
+	kind := toUsers
+	if len(users) >= sweepUsers {
+		kind = toAll
+	}
+	d := h.startDelivery(frame, kind)
 	h.mu.RLock()
-	for _, id := range users {
-		if u := h.users[id]; u != nil {
-			for c := range u.conns {
-				if c.id != except {
-					d.offerLocked(c)
+	if kind == toAll {
+		for _, c := range h.resolveLocked(users) {
+			if c.id != except {
+				d.offerLocked(c)
+			}
+		}
+	} else {
+		for _, id := range users {
+			if u := h.users[id]; u != nil {
+				for _, c := range u.conns {
+					if c.id != except {
+						d.offerLocked(c)
+					}
 				}
 			}
 		}
@@ -378,11 +407,7 @@ func (h *Hub) UserConns(user int64) []*Conn {
 	if u == nil {
 		return nil
 	}
-	out := make([]*Conn, 0, len(u.conns))
-	for c := range u.conns {
-		out = append(out, c)
-	}
-	return out
+	return slices.Clone(u.conns)
 }
 
 // Kick sends frame (if any) to every connection of user, then closes them

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -537,6 +538,70 @@ func TestDeliverAndBroadcast(t *testing.T) {
 	wantFrames := map[*fakeSink]string{s1a: "frame:b", s1b: "frame:d frame:b", s2: "frame:d", s3: "frame:b", anon: ""}
 	for s, want := range wantFrames {
 		waitFor(t, "the frames", func() bool { return strings.Join(s.Events(), " ") == want })
+	}
+}
+
+// A Deliver to many users (a big group) reaches exactly the connections
+// its users hold at the time, however the list is passed: the same slice
+// again, an equal one, a changed one, and after connections come and go
+// (the hub reuses what it resolved a list to only while nothing changed).
+func TestDeliverToManyUsersFollowsConnections(t *testing.T) {
+	h := hub.New(hub.Options{})
+	const n = 100 // over the size at which a delivery is a sweep
+	var (
+		users []int64
+		sinks []*fakeSink
+		conns []*hub.Conn
+	)
+	for i := range n {
+		s := newSink()
+		c := register(t, h, s, "x")
+		s.onClose = c.Finish
+		if err := c.SetSession(session(int64(i+1), "s")); err != nil {
+			t.Fatal(err)
+		}
+		users, sinks, conns = append(users, int64(i+1)), append(sinks, s), append(conns, c)
+	}
+	want := make([][]string, n)
+	deliver := func(to []int64, f string, except uint64) {
+		t.Helper()
+		h.Deliver(to, frame(f), except)
+		for _, id := range to {
+			if c := conns[id-1]; c != nil && c.ID() != except {
+				want[id-1] = append(want[id-1], "frame:"+f)
+			}
+		}
+	}
+	deliver(users, "1", 0)
+	deliver(users, "2", conns[0].ID())
+	deliver(slices.Clone(users), "3", 0)
+	odd := slices.DeleteFunc(slices.Clone(users), func(id int64) bool { return id%2 == 0 })
+	odd = append(odd, users[:25]...) // 75 users, some of them twice
+	deliver(odd, "4", 0)
+	users[5] = 7 // the same slice, changed: user 6 left out, user 7 twice
+	deliver(users, "5", 0)
+	users[5] = 6
+
+	// A connection goes, another comes for user 3, a user logs out.
+	conns[9].Close(4000, "bye")
+	waitFor(t, "the close", func() bool { return slices.Contains(sinks[9].Events(), "close:4000:bye") })
+	conns[9] = nil
+	s := newSink()
+	c := register(t, h, s, "x")
+	if err := c.SetSession(session(3, "s")); err != nil {
+		t.Fatal(err)
+	}
+	if err := conns[20].SetSession(nil); err != nil {
+		t.Fatal(err)
+	}
+	conns[20] = nil
+	deliver(users, "6", 0)
+	waitFor(t, "the new connection's frame", func() bool { return strings.Join(s.Events(), " ") == "frame:6" })
+	for i, sink := range sinks {
+		waitFor(t, "the frames", func() bool {
+			got := slices.DeleteFunc(sink.Events(), func(e string) bool { return !strings.HasPrefix(e, "frame:") })
+			return slices.Equal(got, want[i])
+		})
 	}
 }
 

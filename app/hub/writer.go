@@ -47,6 +47,9 @@ const (
 	// inlineShardMin is the fewest idle connections one delivery writes
 	// to from more than one goroutine (GOMAXPROCS of them).
 	inlineShardMin = 512
+	// sweepUsers is the fewest users a Deliver names for it to be written
+	// as a broadcast's sweep (Hub.Deliver).
+	sweepUsers = 64
 )
 
 // Sink is a transport's write side. Only the holder of the connection's
@@ -395,8 +398,9 @@ const (
 	// toUsers (Deliver): inline to idle connections unless in a storm,
 	// written before the delivery returns.
 	toUsers deliveryKind = iota
-	// toAll (Broadcast): an inline sweep unless another is under way or
-	// a storm is on (startSweep), written in a goroutine of its own.
+	// toAll (Broadcast, and a Deliver to sweepUsers or more): an inline
+	// sweep unless another is under way or a storm is on (startSweep),
+	// written in a goroutine of its own.
 	toAll
 	// queuedOnly (BroadcastPresence): never inline.
 	queuedOnly
