@@ -40,6 +40,8 @@ func Commands() []Command {
 		{"floor", "Load: this machine's best paced fan-out over loopback TCP, no server: -n N -msgs M -rate R", runFloor},
 		{"floor-read", "Load: the reading side of bench floor, which starts it", runFloorRead},
 		{"disk", "Load: this disk's fdatasync latency, the floor under synchronous=FULL: [-n N] [-rate R] [-dir DIR]", runDisk},
+		{"fill", "Store: write a store file of N messages of mixed text (no server): -db FILE [-n 1000000] [-users 1000]", runFill},
+		{"search", "Load: im/search latency by kind of query, one at a time: [-n 2000] [-nick bench-fill-1]", runSearch},
 		{"report", "Medians of `dce bench -json -label L` lines by label, as a Markdown table: [-svg FILE] < RESULTS", runReport},
 	}
 }

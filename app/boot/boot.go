@@ -113,6 +113,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	s.wire()
+	if err := s.Chat.LoadGroups(ctx); err != nil {
+		return nil, fmt.Errorf("store: loading groups: %w", err)
+	}
 	if opts.Control {
 		if err := s.openControl(); err != nil {
 			return nil, err

@@ -286,7 +286,11 @@ func dialLoggedIn(t *testing.T, remote *servertest.Server, transport, nickname, 
 // acknowledged cid (same reply expected) and everything unacknowledged with
 // its original cid, then check the store through im/load and directly:
 // nothing acknowledged is lost or changed, no cid is stored twice, and the
-// file is intact. Under the race detector the clients are 50 × 60.
+// file is intact. Along the way every client edits every tenth message it
+// sent and deletes every tenth other one, waiting for each reply: every
+// acknowledged edit and deletion must have survived too (one in flight at
+// the kill may or may not have). Under the race detector the clients are
+// 50 × 60.
 func TestF1KillMidLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process test: skipped in -short mode")
@@ -352,7 +356,11 @@ func f1Run(t *testing.T, run, killPercent int) {
 	killAt := total * killPercent / 100
 	var ackedCount atomic.Int64
 	acked := make([]map[int]sendReply, clients) // per client: n -> reply
-	next := make([]int, clients)                // per client: the first n not acknowledged
+	// Per client: n -> the change acknowledged ("edited" or "deleted"),
+	// and the one in flight at the kill, if any.
+	changed := make([]map[int]string, clients)
+	inFlight := make([]map[int]bool, clients)
+	next := make([]int, clients) // per client: the first n not acknowledged
 	killed := make(chan struct{})
 	var killOnce sync.Once
 	kill := func() {
@@ -363,6 +371,7 @@ func f1Run(t *testing.T, run, killPercent int) {
 	}
 	for i := range clients {
 		acked[i] = map[int]sendReply{}
+		changed[i], inFlight[i] = map[int]string{}, map[int]bool{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -375,6 +384,19 @@ func f1Run(t *testing.T, run, killPercent int) {
 				acked[i][n], next[i] = r, n+1
 				if ackedCount.Add(1) >= int64(killAt) {
 					kill()
+				}
+				if n%10 == 3 || n%10 == 7 { // change a message sent a little earlier
+					change, path, body := "edited", "im/edit", map[string]any{"id": acked[i][n-2].ID, "text": editedText(i, n-2)}
+					if n%10 == 7 {
+						change, path, body = "deleted", "im/delete", map[string]any{"id": acked[i][n-2].ID}
+					}
+					inFlight[i][n-2] = true
+					f, err := conns[i].Call(path, body, 10*time.Second)
+					if err != nil || f.ErrorCode() != "" {
+						return // the server is gone: this change is unacknowledged
+					}
+					delete(inFlight[i], n-2)
+					changed[i][n-2] = change
 				}
 			}
 		}()
@@ -452,10 +474,12 @@ func f1Run(t *testing.T, run, killPercent int) {
 
 	// A reader pages through the lobby with im/load.
 	type loaded struct {
-		ID   int64  `json:"id"`
-		TS   int64  `json:"ts"`
-		Text string `json:"text"`
-		CID  string `json:"cid"`
+		ID      int64  `json:"id"`
+		TS      int64  `json:"ts"`
+		Text    string `json:"text"`
+		CID     string `json:"cid"`
+		Edited  bool   `json:"edited"`
+		Deleted bool   `json:"deleted"`
 	}
 	seen := map[string]loaded{}
 	ids := map[int64]bool{}
@@ -484,12 +508,26 @@ func f1Run(t *testing.T, run, killPercent int) {
 		}
 		before = page.Messages[0].ID
 	}
-	lost := 0
+	lost, changes := 0, 0
 	for i := range clients {
 		for n := range perClient {
 			r, ok := acked[i][n]
 			m, found := seen[cid(i, n)]
-			if !ok || !found || m.ID != r.ID || m.TS != r.TS || m.Text != text(i, n) {
+			// What the message must read now: as sent, edited or deleted
+			// if that was acknowledged, any of the two if it was in flight.
+			asSent := m.Text == text(i, n) && !m.Edited && !m.Deleted
+			asEdited := m.Text == editedText(i, n) && m.Edited && !m.Deleted
+			asDeleted := m.Text == "" && m.Deleted
+			var right bool
+			switch changed[i][n] {
+			case "edited":
+				right, changes = asEdited, changes+1
+			case "deleted":
+				right, changes = asDeleted, changes+1
+			default:
+				right = asSent || inFlight[i][n] && (asEdited || asDeleted)
+			}
+			if !ok || !found || m.ID != r.ID || m.TS != r.TS || !right {
 				lost++
 				if lost <= 5 {
 					t.Errorf("%s: acknowledged %+v (%v), loaded %+v (%v)", cid(i, n), r, ok, m, found)
@@ -509,8 +547,11 @@ func f1Run(t *testing.T, run, killPercent int) {
 	db := openStore(t, dir)
 	integrity := integrityCheck(t, db)
 	stored, storedDup := storedByCID(t, db)
-	t.Logf("F1: run=%d kill_at=%d acked=%d resent=%d lost=%d dup=%d restart_ms=%d committed_unacked=%d integrity=%s",
-		run, killAt, ackedBeforeKill, resent.Load(), lost, dup+storedDup, restart.Milliseconds(), committedUnacked.Load(), integrity)
+	t.Logf("F1: run=%d kill_at=%d acked=%d changes_acked=%d resent=%d lost=%d dup=%d restart_ms=%d committed_unacked=%d integrity=%s",
+		run, killAt, ackedBeforeKill, changes, resent.Load(), lost, dup+storedDup, restart.Milliseconds(), committedUnacked.Load(), integrity)
+	if changes == 0 {
+		t.Error("no edit or deletion was acknowledged before the kill")
+	}
 	if integrity != "ok" {
 		t.Errorf("integrity_check: %s", integrity)
 	}
@@ -521,6 +562,9 @@ func f1Run(t *testing.T, run, killPercent int) {
 		t.Errorf("restart to healthy took %v, over 5 s", restart)
 	}
 }
+
+// editedText is what F1's edit of message n of client i makes it read.
+func editedText(i, n int) string { return fmt.Sprintf("message %d of client %d, edited", n, i) }
 
 // F3: graceful stop under load, by `dce websocket stop` and by SIGTERM.
 func TestF3GracefulStopUnderLoad(t *testing.T) {

@@ -127,6 +127,7 @@ func (cfg *Config) check(from map[string]string) []string {
 		"must be limits.password_min (%d) to %d", l.PasswordMin, maxPasswordLen)
 	c.atLeast("limits.brief_max", l.BriefMax, 1)
 	c.atLeast("limits.text_max", l.TextMax, 1)
+	c.atLeast("limits.group_members", l.GroupMembers, 1)
 	c.atLeast("limits.messages_per_second", l.MessagesPerSecond, 1)
 	c.atLeast("limits.message_burst", l.MessageBurst, 1)
 	c.atLeast("limits.typing_per_second", l.TypingPerSecond, 1)
@@ -140,6 +141,7 @@ func (cfg *Config) check(from map[string]string) []string {
 	c.atLeast("limits.max_connections", l.MaxConnections, 0)
 	c.atLeast("limits.bad_frames_per_minute", l.BadFramesPerMinute, 0)
 	c.atLeast("limits.udp_peers", l.UDPPeers, 0)
+	c.notNegative("limits.edit_window", l.EditWindow, "authors may always edit and delete")
 
 	se := cfg.Session
 	c.positive("session.lifetime", se.Lifetime)

@@ -97,6 +97,11 @@ type Limits struct {
 	ConnectBurst             int `toml:"connect_burst"`
 	ConnectsPerAddressSecond int `toml:"connects_per_address_second"`
 	ConnectBurstPerAddress   int `toml:"connect_burst_per_address"`
+	// EditWindow is how long after sending authors may edit or delete
+	// their messages; 0: always. Admins' deletions have no window.
+	EditWindow Duration `toml:"edit_window" reload:"apply"`
+	// GroupMembers is the most members a group may have.
+	GroupMembers int `toml:"group_members" reload:"apply"`
 }
 
 // Session: lifetimes and the cache.
@@ -157,7 +162,8 @@ func Default() Config {
 			FailedLoginsPerNickAddr: 5, FailedLoginsPerAddress: 30, FailedLoginsPerNickname: 50,
 			FailedLoginWindowSeconds: 300, RegistrationsPerHour: 60, ConnectionsPerUser: 16,
 			AnonConnectionsPerIP: 64, BadFramesPerMinute: 100, UDPPeers: 10000,
-			ConnectsPerSecond: 10, ConnectBurst: 20, ConnectsPerAddressSecond: 100, ConnectBurstPerAddress: 200},
+			ConnectsPerSecond: 10, ConnectBurst: 20, ConnectsPerAddressSecond: 100, ConnectBurstPerAddress: 200,
+			GroupMembers: 10000},
 		Session: Session{Lifetime: Duration{30 * 24 * time.Hour}, CacheBytes: 16 << 20,
 			PresenceGrace: Duration{2 * time.Second}, SweepInterval: Duration{5 * time.Minute}},
 		Store: Store{Driver: "sqlite", Synchronous: "FULL", MaxBatch: 1024},

@@ -82,6 +82,15 @@ var goodCases = []loadCase{
 		check: func(t *testing.T, c config.Config) { wantInt(t, "messages_per_second", c.Limits.MessagesPerSecond, 70) }},
 	{name: "flag over env", env: []string{"DCE_SERVER_PORT=8080"}, flags: []string{"-port", "8081"},
 		check: func(t *testing.T, c config.Config) { wantInt(t, "port", c.Server.Port, 8081) }},
+	{name: "edit window", file: "[limits]\nedit_window = \"15m\"\n",
+		check: func(t *testing.T, c config.Config) {
+			if c.Limits.EditWindow.Duration != 15*time.Minute {
+				t.Errorf("edit_window %v, want 15m", c.Limits.EditWindow)
+			}
+			if config.Default().Limits.EditWindow.Duration != 0 {
+				t.Errorf("the default edit_window is %v, want 0 (no window)", config.Default().Limits.EditWindow)
+			}
+		}},
 	{name: "port 0 picks a free one", flags: []string{"-port", "0", "-tcp_port", "0", "-udp_port", "0"}},
 	{name: "host flag", flags: []string{"-host", "127.0.0.1"},
 		check: func(t *testing.T, c config.Config) {
@@ -164,6 +173,9 @@ var badCases = []loadCase{
 	{name: "no messages at all", env: []string{"DCE_LIMITS_MESSAGES_PER_SECOND=0"}, want: []string{"limits.messages_per_second"}},
 	{name: "zero burst", env: []string{"DCE_LIMITS_MESSAGE_BURST=0"}, want: []string{"limits.message_burst"}},
 	{name: "zero text", env: []string{"DCE_LIMITS_TEXT_MAX=0"}, want: []string{"limits.text_max"}},
+	{name: "negative edit window", env: []string{"DCE_LIMITS_EDIT_WINDOW=-1m"}, want: []string{"limits.edit_window", "DCE_LIMITS_EDIT_WINDOW"}},
+	{name: "edit window not a duration", file: "[limits]\nedit_window = \"a while\"\n", want: []string{"limits.edit_window"}},
+	{name: "zero group members", env: []string{"DCE_LIMITS_GROUP_MEMBERS=0"}, want: []string{"limits.group_members"}},
 	{name: "zero nickname", env: []string{"DCE_LIMITS_NICKNAME_MAX=0"}, want: []string{"limits.nickname_max"}},
 	{name: "passwords inverted", file: "[limits]\npassword_min = 20\npassword_max = 10\n", want: []string{"limits.password_max"}},
 	{name: "zero login window", env: []string{"DCE_LIMITS_FAILED_LOGIN_WINDOW_SECONDS=0"}, want: []string{"limits.failed_login_window_seconds"}},

@@ -14,3 +14,6 @@ var (
 	// ErrClosed: the store is closed; nothing was written.
 	ErrClosed = errors.New("store: closed")
 )
+
+// ErrFull: a group is at its member cap; nothing was written.
+var ErrFull = errors.New("store: the group is full")

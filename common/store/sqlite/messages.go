@@ -89,6 +89,11 @@ func (a *appending) apply(tx *sql.Tx) error {
 		if a.stored.ID, err = result.LastInsertId(); err != nil {
 			return err
 		}
+		if m.Text != "" && !db.withoutSearchIndex { // found by im/search once this commits
+			if _, err := db.inTx(tx, db.statements.insertSearch).Exec(a.stored.ID, m.Text); err != nil {
+				return err
+			}
+		}
 		if m.ToUser != 0 {
 			return db.noteDirect(tx, m.Sender, m.ToUser, string(m.Key))
 		}
@@ -201,13 +206,14 @@ func (db *DB) Sync(ctx context.Context, userID, since int64, limit int) (msgs []
 }
 
 // conversationsSQL lists the conversations ?1 can see that have messages:
-// the lobby and each private conversation they sent to or received from,
-// with the last message and the count of others' messages after their read
+// the lobby, each private conversation they sent to or received from, and
+// each group they are in, with the last message and the count of others' messages after their read
 // mark, newest first.
 const conversationsSQL = `
 WITH keys (conv_key) AS (
 	SELECT 'room:lobby'
 	UNION ALL SELECT conv_key FROM direct_conversations WHERE user_id = ?1
+	UNION ALL SELECT 'group:' || group_id FROM group_members WHERE user_id = ?1
 ), lasts (conv_key, last_id) AS (
 	SELECT conv_key, (SELECT MAX(id) FROM messages WHERE messages.conv_key = keys.conv_key) FROM keys
 )

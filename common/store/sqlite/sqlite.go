@@ -82,6 +82,11 @@ type DB struct {
 	directKnown map[directPair]struct{}
 	directAdded []directPair
 
+	// withoutSearchIndex makes appends skip the search index: set only
+	// by the benchmark that measures what the index costs the writer
+	// (search_bench_test.go).
+	withoutSearchIndex bool
+
 	statements      statements
 	boundStatements boundStatements // owned by the writer goroutine
 
@@ -158,11 +163,11 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	db.reader.SetMaxIdleConns(readers)
 
 	if err := db.writer.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM messages`).Scan(&db.nextSeq); err != nil {
-		db.closeHandles()
+		db.closeHandles(false)
 		return nil, fmt.Errorf("sqlite: reading the last seq: %w", err)
 	}
 	if err := db.statements.prepare(ctx, db.writer, db.reader); err != nil {
-		db.closeHandles()
+		db.closeHandles(false)
 		return nil, err
 	}
 	go db.runWriter()
@@ -193,6 +198,12 @@ func dsn(path, synchronous string, writer bool) string {
 	// checkpoint instead of ten times. Durable private messages took about
 	// a fifth less CPU each. The WAL file keeps that size on disk.
 	query.Add("_pragma", "wal_autocheckpoint(10000)")
+	// A deleted message loses its text in the file too (PROTOCOL.md
+	// section 3): SQLite overwrites the space a row or page gives up with
+	// zeros instead of leaving the old bytes there. The search index does
+	// the same for its entries ('secure-delete', migration 0005), and a
+	// clean Close empties the write-ahead log (checkpointAndTruncate).
+	query.Add("_pragma", "secure_delete(1)")
 	if writer {
 		// A deferred transaction that later writes can fail with
 		// SQLITE_BUSY without waiting out busy_timeout; take the lock first.
@@ -227,17 +238,38 @@ func (db *DB) Close() error {
 		close(db.requests)
 		db.gate.Unlock()
 		<-db.writerDone
-		db.closeErr = db.closeHandles()
+		db.closeErr = db.closeHandles(true)
 	})
 	return db.closeErr
 }
 
-func (db *DB) closeHandles() error {
+// closeHandles closes the statements and both handles; with checkpoint,
+// it empties the write-ahead log into the file first, once the readers
+// are closed (checkpointAndTruncate).
+func (db *DB) closeHandles(checkpoint bool) error {
 	err := db.statements.close()
 	if db.reader != nil {
 		err = errors.Join(err, db.reader.Close())
 	}
+	if checkpoint && err == nil {
+		err = db.checkpointAndTruncate()
+	}
 	return errors.Join(err, db.writer.Close())
+}
+
+// checkpointAndTruncate copies every page of the write-ahead log into the
+// database file and truncates the log to nothing: the log holds old
+// versions of pages, the text of deleted messages among them, and after a
+// clean stop nothing of those may remain in the store's files. Another
+// process reading the file at that moment (the command line) keeps the
+// log from being emptied; that is not an error, and the next clean stop
+// empties it.
+func (db *DB) checkpointAndTruncate() error {
+	var busy, logPages, checkpointed int
+	if err := db.writer.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logPages, &checkpointed); err != nil {
+		return fmt.Errorf("sqlite: checkpoint on close: %w", err)
+	}
+	return nil
 }
 
 // checkOpen reports store.ErrClosed once Close has begun, so reads after

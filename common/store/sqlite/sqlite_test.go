@@ -67,19 +67,19 @@ func TestPragmas(t *testing.T) {
 		}
 		connections = append(connections, writer)
 		for i, connection := range connections {
-			var synchronous, foreignKeys, busyTimeout int
+			var synchronous, foreignKeys, busyTimeout, secureDelete int
 			var journalMode string
 			for pragma, into := range map[string]any{
 				"synchronous": &synchronous, "foreign_keys": &foreignKeys,
-				"busy_timeout": &busyTimeout, "journal_mode": &journalMode,
+				"busy_timeout": &busyTimeout, "journal_mode": &journalMode, "secure_delete": &secureDelete,
 			} {
 				if err := connection.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(into); err != nil {
 					t.Fatalf("connection %d: PRAGMA %s: %v", i, pragma, err)
 				}
 			}
-			if synchronous != c.want || foreignKeys != 1 || busyTimeout != 5000 || journalMode != "wal" {
-				t.Errorf("Synchronous %q, connection %d: synchronous=%d foreign_keys=%d busy_timeout=%d journal_mode=%s",
-					c.option, i, synchronous, foreignKeys, busyTimeout, journalMode)
+			if synchronous != c.want || foreignKeys != 1 || busyTimeout != 5000 || journalMode != "wal" || secureDelete != 1 {
+				t.Errorf("Synchronous %q, connection %d: synchronous=%d foreign_keys=%d busy_timeout=%d journal_mode=%s secure_delete=%d",
+					c.option, i, synchronous, foreignKeys, busyTimeout, journalMode, secureDelete)
 			}
 		}
 		// Readers cannot write.
@@ -448,12 +448,18 @@ func TestQueryPlans(t *testing.T) {
 		arguments []any
 		want      string
 	}{
-		"load":    {loadNewestSQL, []any{"room:lobby", 100, 0, 10}, "messages_conv"},
-		"sync":    {syncSQL, []any{0, 1, 10}, "sqlite_autoindex_messages_1"}, // UNIQUE(seq)
-		"by cid":  {messageByCIDSQL, []any{1, "c"}, "messages_sender_cid"},
-		"direct":  {conversationsSQL, []any{1}, "PRIMARY KEY (user_id=?)"},
-		"unread":  {conversationsSQL, []any{1}, "COVERING INDEX messages_conv"},
-		"lastSeq": {lastSeqSQL, nil, "sqlite_autoindex_messages_1"},
+		"load":                 {loadNewestSQL, []any{"room:lobby", 100, 0, 10}, "messages_conv"},
+		"sync":                 {syncSQL, []any{0, 1, 10}, "sqlite_autoindex_messages_1"}, // UNIQUE(seq)
+		"by cid":               {messageByCIDSQL, []any{1, "c"}, "messages_sender_cid"},
+		"direct":               {conversationsSQL, []any{1}, "PRIMARY KEY (user_id=?)"},
+		"unread":               {conversationsSQL, []any{1}, "COVERING INDEX messages_conv"},
+		"lastSeq":              {lastSeqSQL, nil, "sqlite_autoindex_messages_1"},
+		"sync groups":          {syncSQL, []any{0, 1, 10}, "COVERING INDEX group_members_user (user_id=?)"},
+		"conversations groups": {conversationsSQL, []any{1}, "COVERING INDEX group_members_user (user_id=?)"},
+		"search":               {strings.Replace(searchSQL, "%CONV%", inEvery, 1), []any{`"abc"`, 1, 100, 21, ""}, "VIRTUAL TABLE INDEX"},
+		"search with": {strings.Replace(searchSQL, "%CONV%", inConversation, 1), []any{`"abc"`, 1, 100, 21, "room:lobby"},
+			"VIRTUAL TABLE INDEX"},
+		"message for": {messageForSQL, []any{1, 1}, "INTEGER PRIMARY KEY (rowid=?)"},
 	} {
 		rows, err := db.reader.Query("EXPLAIN QUERY PLAN "+c.query, c.arguments...)
 		if err != nil {
@@ -650,4 +656,76 @@ func TestPanickingPublishIsContained(t *testing.T) {
 	if err != nil || len(msgs) != 2 || msgs[0].Text != "boom" {
 		t.Fatalf("stored: %+v, %v", msgs, err)
 	}
+}
+
+// TestMigrationAddsGroups opens a database made by the migrations before
+// groups, with messages in it (one already addressed to a group id, as a
+// client could never have stored), and checks that migrating keeps every
+// message, that groups work on it, and that a group's old messages become
+// readable by its members once it exists.
+func TestMigrationAddsGroups(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "dce.db")
+	list, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(list, func(m migration) bool { return m.name == "0004_groups.sql" })
+	if i < 0 {
+		t.Fatalf("no 0004_groups.sql in %v", list)
+	}
+	old, err := sql.Open("sqlite", dsn(path, "FULL", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.ExecContext(ctx, `CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range list[:i] {
+		if err := applyMigration(ctx, old, m, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, statement := range []string{
+		`INSERT INTO users (id, nickname, fold, password_hash, created) VALUES (1, 'Ann', 'ann', 'x', 1), (2, 'Bob', 'bob', 'x', 1)`,
+		`INSERT INTO messages (seq, conv_key, sender, to_addr, kind, text, ts) VALUES (1, 'room:lobby', 1, 'room:lobby', 'text', 'one', 1)`,
+		`INSERT INTO messages (seq, conv_key, sender, to_addr, to_user, kind, text, ts) VALUES (2, 'dm:1:2', 1, 'user:2', 2, 'text', 'two', 2)`,
+		`INSERT INTO messages (seq, conv_key, sender, to_addr, kind, text, ts) VALUES (3, 'group:1', 1, 'group:1', 'text', 'three', 3)`,
+		`INSERT INTO direct_conversations (user_id, conv_key) VALUES (1, 'dm:1:2'), (2, 'dm:1:2')`,
+	} {
+		if _, err := old.ExecContext(ctx, statement); err != nil {
+			t.Fatalf("%s: %v", statement, err)
+		}
+	}
+	old.Close()
+
+	db := MustOpen(t, Options{Path: path})
+	if msgs, _, _, err := db.Sync(ctx, 2, 0, 0); err != nil || !slices.Equal(ids(msgs), []int64{1, 2}) {
+		t.Fatalf("Bob's sync after migrating = %v, %v; want 1 and 2 (not the group's)", ids(msgs), err)
+	}
+	change, err := db.CreateGroup(ctx, model.NewGroup{Name: "ops", Owner: 1, Members: []int64{2}}, 0, nil)
+	if err != nil || change.Group.ID != 1 {
+		t.Fatalf("first group: %+v, %v; want id 1", change, err)
+	}
+	if msgs, _, _, err := db.Sync(ctx, 2, 0, 0); err != nil || !slices.Equal(ids(msgs), []int64{1, 2, 3}) {
+		t.Errorf("Bob's sync as a member = %v, %v; want 1, 2, 3", ids(msgs), err)
+	}
+	next := storetest.MustAppend(t, db, storetest.GroupMessage(2, 1, "four"))
+	if next.ID != 4 || next.Seq != 4 {
+		t.Errorf("new message: id %d seq %d, want 4 and 4", next.ID, next.Seq)
+	}
+	if got := convKeys(t, db, 2); !slices.Equal(got, []string{"dm:1:2", "group:1", "room:lobby"}) {
+		t.Errorf("Bob's conversations = %v", got)
+	}
+	if result, err := db.IntegrityCheck(ctx); err != nil || result != "ok" {
+		t.Errorf("integrity check: %q, %v", result, err)
+	}
+}
+
+func ids(msgs []model.Message) []int64 {
+	list := make([]int64, len(msgs))
+	for i, msg := range msgs {
+		list[i] = msg.ID
+	}
+	return list
 }

@@ -12,10 +12,11 @@ import (
 const messageColumns = `m.id, m.seq, m.conv_key, m.sender, u.nickname, u.brief, u.avatar, u.admin,
 	m.to_addr, m.to_user, m.kind, m.text, COALESCE(m.cid, ''), m.ts, m.edited, m.deleted`
 
-// readableBy is the condition "user ?2 may read message m". Group
-// conversations will add: OR m.conv_key IN (SELECT 'group:' || group_id
-// FROM group_members WHERE user_id = ?2).
-const readableBy = `(m.conv_key = 'room:lobby' OR m.sender = ?2 OR m.to_user = ?2)`
+// readableBy is the condition "user ?2 may read message m": the lobby,
+// their private conversations, and the groups they are in now (a list
+// SQLite builds once per query from group_members_user).
+const readableBy = `(m.conv_key = 'room:lobby' OR m.sender = ?2 OR m.to_user = ?2
+	OR m.conv_key IN (SELECT 'group:' || group_id FROM group_members WHERE user_id = ?2))`
 
 // The statements on the hot paths, prepared once. Writer statements are
 // prepared on the writer's single connection and bound to each batch's
@@ -44,12 +45,19 @@ const (
 		WHERE m.seq > ?1 AND ` + readableBy + ` ORDER BY m.seq LIMIT ?3`
 
 	lastSeqSQL = `SELECT COALESCE(MAX(seq), 0) FROM messages`
+
+	// The search index (migration 0005), kept by the writer with the
+	// message in one transaction.
+	insertSearchSQL = `INSERT INTO messages_search (rowid, text) VALUES (?, ?)`
+	deleteSearchSQL = `DELETE FROM messages_search WHERE rowid = ?`
 )
 
 // statements holds the prepared statements.
 type statements struct {
 	insertMessage *sql.Stmt // writer
 	insertDirect  *sql.Stmt // writer
+	insertSearch  *sql.Stmt // writer
+	deleteSearch  *sql.Stmt // writer
 	messageByCID  *sql.Stmt // writer
 	writerLastSeq *sql.Stmt // writer
 	loadNewest    *sql.Stmt // reader
@@ -66,6 +74,8 @@ func (s *statements) prepare(ctx context.Context, writer, reader *sql.DB) error 
 	}{
 		{&s.insertMessage, writer, insertMessageSQL},
 		{&s.insertDirect, writer, insertDirectSQL},
+		{&s.insertSearch, writer, insertSearchSQL},
+		{&s.deleteSearch, writer, deleteSearchSQL},
 		{&s.messageByCID, writer, messageByCIDSQL},
 		{&s.writerLastSeq, writer, lastSeqSQL},
 		{&s.loadNewest, reader, loadNewestSQL},
@@ -84,7 +94,7 @@ func (s *statements) prepare(ctx context.Context, writer, reader *sql.DB) error 
 
 func (s *statements) close() error {
 	var err error
-	for _, statement := range []*sql.Stmt{s.insertMessage, s.insertDirect, s.messageByCID, s.writerLastSeq, s.loadNewest, s.loadOldest, s.sync, s.lastSeq} {
+	for _, statement := range []*sql.Stmt{s.insertMessage, s.insertDirect, s.insertSearch, s.deleteSearch, s.messageByCID, s.writerLastSeq, s.loadNewest, s.loadOldest, s.sync, s.lastSeq} {
 		if statement != nil {
 			err = errors.Join(err, statement.Close())
 		}

@@ -52,8 +52,23 @@ type Engine interface {
 	Conversations(ctx context.Context, userID int64) ([]model.Conversation, error)
 	MarkRead(ctx context.Context, userID int64, key model.ConvKey, id int64) error
 	LastSeq(ctx context.Context) (int64, error)
+
+	// MessageFor, EditLater, DeleteLater and Search: service.Store states
+	// their contracts; edits.go and search.go test them.
+	MessageFor(ctx context.Context, reader, id int64) (model.Message, error)
+	EditLater(ctx context.Context, id int64, text string, published func(model.Message)) func() (model.Message, error)
+	DeleteLater(ctx context.Context, id int64, published func(model.Message)) func() (msg model.Message, already bool, err error)
+	Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) (msgs []model.Message, more bool, err error)
 	CountMessages(ctx context.Context) (int64, error)
 	IntegrityCheck(ctx context.Context) (string, error)
+
+	// Group writes; service.Store states their contract (the
+	// after-commit action as AppendLater's published).
+	Groups(ctx context.Context) ([]model.GroupMembers, error)
+	CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
+	AddGroupMember(ctx context.Context, group, user int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
+	RemoveGroupMember(ctx context.Context, group, user int64, committed func(model.GroupChange)) (model.GroupChange, error)
+	RenameGroup(ctx context.Context, group int64, name string, committed func(model.GroupChange)) (model.GroupChange, error)
 }
 
 // Run runs the whole suite, each test against a fresh store from open.
@@ -90,6 +105,18 @@ func Run(t *testing.T, open func(t *testing.T) Engine) {
 		{"CloseRefusesWrites", testCloseRefusesWrites},
 		{"CloseWithWritesInFlight", testCloseWithWritesInFlight},
 		{"IntegrityCheck", testIntegrityCheck},
+		{"MessageForReadability", testMessageForReadability},
+		{"EditAndDelete", testEditAndDelete},
+		{"EditsAndDeletesPublishedInSeqOrder", testChangesPublishedInSeqOrder},
+		{"SearchScriptsAndCase", testSearchScriptsAndCase},
+		{"SearchReadableOnly", testSearchReadableOnly},
+		{"SearchPaging", testSearchPaging},
+		{"SearchShortQueries", testSearchShortQueries},
+		{"SearchFollowsEditsAndDeletes", testSearchFollowsEditsAndDeletes},
+		{"GroupCreate", testGroupCreate},
+		{"GroupMembership", testGroupMembership},
+		{"GroupReading", testGroupReading},
+		{"GroupCommittedInOrder", testGroupCommittedInOrder},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {

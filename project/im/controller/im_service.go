@@ -172,10 +172,17 @@ func (c *ImService) Load(ctx *node.Context) (any, error) {
 		With   string `json:"with"`
 		Before int64  `json:"before"`
 		After  int64  `json:"after"`
+		Around *int64 `json:"around"`
 		Limit  int    `json:"limit"`
 	}
 	if err := ctx.Bind(&req); err != nil {
 		return nil, err
+	}
+	if req.Around != nil {
+		if req.Before != 0 || req.After != 0 {
+			return nil, node.Errorf(node.CodeBadRequest, "give around alone, without before or after")
+		}
+		return c.Chat.LoadAround(ctx.Ctx, ctx.UserID(), req.With, *req.Around, req.Limit)
 	}
 	return c.Chat.Load(ctx.Ctx, ctx.UserID(), req.With, req.Before, req.After, req.Limit)
 }
@@ -215,7 +222,7 @@ func (c *ImService) Read(ctx *node.Context) (any, error) {
 	if err := ctx.Bind(&req); err != nil {
 		return nil, err
 	}
-	return nil, c.Chat.Read(ctx.Ctx, ctx.UserID(), req.With, req.ID)
+	return nil, c.Chat.Read(ctx.Ctx, connID(ctx.Peer), ctx.UserID(), req.With, req.ID)
 }
 
 // Typing tells the others that the caller is typing.

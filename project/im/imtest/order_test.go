@@ -3,9 +3,11 @@ package imtest
 // P9: pushes of stored changes reach every connection in increasing seq
 // order, whoever sent them and however many senders there are, so the
 // highest seq a client has seen is a safe `since` for im/sync. Many senders
-// send at once; readers on WebSocket, TCP and UDP check the order; readers
-// that drop their connection mid-burst resume with im/sync from the highest
-// seq they saw and must end up with every acknowledged message, once.
+// send at once, and edit and delete some of their messages in the same
+// burst; readers on WebSocket, TCP and UDP check the order of im/message,
+// im/edited and im/deleted together; readers that drop their connection
+// mid-burst resume with im/sync from the highest seq they saw and must end
+// up with every acknowledged message, once, in its last state.
 
 import (
 	"encoding/json"
@@ -24,20 +26,29 @@ import (
 )
 
 const (
-	orderSenders  = 12
-	orderEach     = 20
-	orderTotal    = orderSenders * orderEach
-	orderDropAt   = orderTotal / 3 // pushes a dropping reader sees before it drops
-	orderSyncPage = 25             // small, so that the resume pages with more
-	orderWait     = 20 * time.Second
+	orderSenders = 12
+	orderEach    = 20
+	orderTotal   = orderSenders * orderEach
+	// Of each sender's messages, every orderEditEvery-th is edited and
+	// every orderDeleteEvery-th deleted (after its edit), in the burst.
+	orderEditEvery   = 2
+	orderDeleteEvery = 4
+	orderEdits       = orderSenders * ((orderEach + orderEditEvery - 1) / orderEditEvery)
+	orderDeletes     = orderSenders * ((orderEach + orderDeleteEvery - 1) / orderDeleteEvery)
+	orderChanges     = orderTotal + orderEdits + orderDeletes // pushes each reader gets
+	orderDropAt      = orderTotal / 3                         // pushes a dropping reader sees before it drops
+	orderSyncPage    = 25                                     // small, so that the resume pages with more
+	orderWait        = 20 * time.Second
 )
 
-// orderMessage is the part of an im/message push or an im/sync message the
-// order tests look at.
+// orderMessage is the part of an im/message, im/edited or im/deleted push
+// or an im/sync message the order tests look at.
 type orderMessage struct {
-	ID   int64  `json:"id"`
-	Seq  int64  `json:"seq"`
-	Conv string `json:"conv"`
+	ID      int64  `json:"id"`
+	Seq     int64  `json:"seq"`
+	Conv    string `json:"conv"`
+	Edited  bool   `json:"edited"`
+	Deleted bool   `json:"deleted"` // an im/deleted push carries none: set from its path
 }
 
 // orderStream is what one connection received, in arrival order.
@@ -48,11 +59,12 @@ type orderStream struct {
 }
 
 func (s *orderStream) add(t *testing.T, f servertest.Frame) {
-	if f.Path != "im/message" {
+	if f.Path != "im/message" && f.Path != "im/edited" && f.Path != "im/deleted" {
 		return
 	}
 	var m orderMessage
 	f.Decode(t, &m)
+	m.Deleted = m.Deleted || f.Path == "im/deleted"
 	s.mu.Lock()
 	s.msgs = append(s.msgs, m)
 	s.mu.Unlock()
@@ -301,32 +313,32 @@ func (d *orderDropper) resume(t *testing.T, s *servertest.Server) {
 }
 
 // check: the pushes before and after the drop came in seq order; the sync
-// returned nothing seen before the drop, and nothing twice; together they
-// hold every acknowledged message.
-func (d *orderDropper) check(t *testing.T, acked map[int64]bool) {
+// returned no change seen before the drop, and nothing twice; together
+// they hold every acknowledged message, and every acknowledged edit and
+// deletion.
+func (d *orderDropper) check(t *testing.T, acked map[int64]bool, changed orderChanged) {
 	t.Helper()
 	orderCheckIncreasing(t, d.name+" before its drop", d.before.list())
 	orderCheckIncreasing(t, d.name+" after its resume", d.after.list())
 	orderCheckIncreasing(t, d.name+"'s im/sync pages", d.synced)
-	seen := map[int64]bool{}
+	seen, seenSeq := map[int64]bool{}, map[int64]bool{}
 	for _, m := range d.before.list() {
-		seen[m.ID] = true
+		seen[m.ID], seenSeq[m.Seq] = true, true
 	}
 	twice := 0
 	for _, m := range d.synced {
-		if seen[m.ID] {
+		if seenSeq[m.Seq] {
 			twice++
 		}
 	}
 	if twice > 0 {
-		t.Errorf("%s: im/sync from seq %d returned %d messages it had already seen", d.name, d.highest, twice)
+		t.Errorf("%s: im/sync from seq %d returned %d changes it had already seen", d.name, d.highest, twice)
 	}
-	for _, m := range d.synced {
+	everything := slices.Concat(d.before.list(), d.synced, d.after.list())
+	for _, m := range everything {
 		seen[m.ID] = true
 	}
-	for _, m := range d.after.list() {
-		seen[m.ID] = true
-	}
+	changed.check(t, d.name, everything)
 	var missed []int64
 	for id := range acked {
 		if !seen[id] {
@@ -348,9 +360,47 @@ type orderSender struct {
 	conn *servertest.Client
 }
 
+// orderChanged is the edits and deletions acknowledged in a burst, by
+// message id.
+type orderChanged struct {
+	edited, deleted map[int64]bool
+}
+
+// check fails the test unless changes (everything a reader received, in
+// any order) hold every acknowledged edit and deletion: a version of each
+// edited message that is edited, and of each deleted one that is deleted.
+func (c orderChanged) check(t *testing.T, name string, changes []orderMessage) {
+	t.Helper()
+	edited, deleted := map[int64]bool{}, map[int64]bool{}
+	for _, m := range changes {
+		if m.Edited {
+			edited[m.ID] = true
+		}
+		if m.Deleted {
+			deleted[m.ID] = true
+		}
+	}
+	missed := 0
+	for id := range c.edited {
+		if !edited[id] && !deleted[id] {
+			missed++
+		}
+	}
+	for id := range c.deleted {
+		if !deleted[id] {
+			missed++
+		}
+	}
+	if missed > 0 {
+		t.Errorf("%s missed %d of %d acknowledged edits and deletions", name, missed, len(c.edited)+len(c.deleted))
+	}
+}
+
 // burst sends orderEach messages to `to`, pipelined (ids 1..orderEach, no
-// wait between them), and returns the ids of those acknowledged.
-func (snd orderSender) burst(t *testing.T, to string) []int64 {
+// wait between them), then, pipelined as well, edits every
+// orderEditEvery-th and deletes every orderDeleteEvery-th, and returns the
+// ids of the messages acknowledged and the changes acknowledged.
+func (snd orderSender) burst(t *testing.T, to string, changed orderChanged, mu *sync.Mutex) []int64 {
 	for i := 1; i <= orderEach; i++ {
 		frame := fmt.Sprintf(`im/send:%d;{"to":%q,"text":"%s says %d","cid":"%s-%d"}`, i, to, snd.name, i, snd.name, i)
 		if err := snd.conn.Raw(frame); err != nil {
@@ -374,6 +424,44 @@ func (snd orderSender) burst(t *testing.T, to string) []int64 {
 		}
 		f.Decode(t, &r)
 		ids = append(ids, r.ID)
+	}
+	requests := 0
+	for k, id := range ids {
+		if k%orderEditEvery == 0 {
+			requests++
+			if err := snd.conn.Raw(fmt.Sprintf(`im/edit:e%d;{"id":%d,"text":"%s edited %d"}`, id, id, snd.name, k)); err != nil {
+				t.Errorf("%s: edit %d: %v", snd.name, id, err)
+				return ids
+			}
+		}
+		if k%orderDeleteEvery == 0 {
+			requests++
+			if err := snd.conn.Raw(fmt.Sprintf(`im/delete:d%d;{"id":%d}`, id, id)); err != nil {
+				t.Errorf("%s: delete %d: %v", snd.name, id, err)
+				return ids
+			}
+		}
+	}
+	for range requests {
+		f, ok := snd.conn.WaitMatch(orderWait, func(f servertest.Frame) bool {
+			return (f.Path == "im/edit" || f.Path == "im/delete") && f.ID != ""
+		})
+		if !ok {
+			t.Errorf("%s: not every edit and deletion was answered", snd.name)
+			return ids
+		}
+		if code := f.ErrorCode(); code != "" {
+			t.Errorf("%s: %s:%s failed: %s", snd.name, f.Path, f.ID, f.Body)
+			continue
+		}
+		id, _ := strconv.ParseInt(f.ID[1:], 10, 64)
+		mu.Lock()
+		if f.Path == "im/edit" {
+			changed.edited[id] = true
+		} else {
+			changed.deleted[id] = true
+		}
+		mu.Unlock()
 	}
 	return ids
 }
@@ -424,10 +512,11 @@ func orderRun(t *testing.T, private bool) {
 	var wait sync.WaitGroup
 	var mu sync.Mutex
 	acked := map[int64]bool{}
+	changed := orderChanged{edited: map[int64]bool{}, deleted: map[int64]bool{}}
 	for _, snd := range senders {
 		wait.Go(func() {
 			<-start
-			for _, id := range snd.burst(t, to) {
+			for _, id := range snd.burst(t, to, changed, &mu) {
 				mu.Lock()
 				acked[id] = true
 				mu.Unlock()
@@ -439,15 +528,16 @@ func orderRun(t *testing.T, private bool) {
 	}
 	close(start)
 	wait.Wait()
-	if len(acked) != orderTotal {
-		t.Fatalf("%d of %d messages acknowledged", len(acked), orderTotal)
+	if len(acked) != orderTotal || len(changed.edited) != orderEdits || len(changed.deleted) != orderDeletes {
+		t.Fatalf("%d of %d messages, %d of %d edits and %d of %d deletions acknowledged",
+			len(acked), orderTotal, len(changed.edited), orderEdits, len(changed.deleted), orderDeletes)
 	}
 
 	// The readers that stayed get every message as a push, in seq order.
 	readers := map[string]interface{ Pushes() []servertest.Frame }{"websocket reader": ws, "tcp reader": tcp, "udp reader": udp}
 	for name, c := range readers {
-		if !loadWait(5*time.Second, func() bool { return len(orderFromFrames(t, name, c.Pushes()).list()) >= orderTotal }) {
-			t.Errorf("%s: %d of %d pushes", name, len(orderFromFrames(t, name, c.Pushes()).list()), orderTotal)
+		if !loadWait(5*time.Second, func() bool { return len(orderFromFrames(t, name, c.Pushes()).list()) >= orderChanges }) {
+			t.Errorf("%s: %d of %d pushes", name, len(orderFromFrames(t, name, c.Pushes()).list()), orderChanges)
 		}
 	}
 	time.Sleep(200 * time.Millisecond) // a duplicate would come now
@@ -458,9 +548,10 @@ func orderRun(t *testing.T, private bool) {
 		for _, m := range msgs {
 			got[m.ID] = true
 		}
-		if len(msgs) != orderTotal || len(got) != orderTotal {
-			t.Errorf("%s: %d pushes of %d distinct messages, want %d", name, len(msgs), len(got), orderTotal)
+		if len(msgs) != orderChanges || len(got) != orderTotal {
+			t.Errorf("%s: %d pushes of %d distinct messages, want %d of %d", name, len(msgs), len(got), orderChanges, orderTotal)
 		}
+		changed.check(t, name, msgs)
 	}
 	if !private { // the senders read each other's messages too
 		for _, snd := range senders {
@@ -470,21 +561,25 @@ func orderRun(t *testing.T, private bool) {
 	// The droppers' pushes after the resume are in; then they are checked.
 	for _, d := range droppers {
 		loadWait(5*time.Second, func() bool {
-			seen := map[int64]bool{}
+			seen, deleted := map[int64]bool{}, map[int64]bool{}
 			for _, list := range [][]orderMessage{d.before.list(), d.synced, d.after.list()} {
 				for _, m := range list {
 					seen[m.ID] = true
+					if m.Deleted {
+						deleted[m.ID] = true
+					}
 				}
 			}
-			return len(seen) >= orderTotal
+			return len(seen) >= orderTotal && len(deleted) >= orderDeletes
 		})
 	}
 	for _, d := range droppers {
-		d.check(t, acked)
+		d.check(t, acked, changed)
 	}
 }
 
-// TestP9PushesInSeqOrder: 12 users send 20 lobby messages each at once.
+// TestP9PushesInSeqOrder: 12 users send 20 lobby messages each at once,
+// and edit 10 and delete 5 of them in the same burst.
 func TestP9PushesInSeqOrder(t *testing.T) { orderRun(t, false) }
 
 // TestP9PrivatePushesInSeqOrder: 12 users send 20 private messages each at

@@ -103,7 +103,9 @@ func (s *Service) SendLater(ctx context.Context, conn uint64, user int64, req Se
 		}
 		toUser = to.ID
 	case model.AddrGroup:
-		return nil, node.Errorf(node.CodeNotFound, "no such group: %s", req.To)
+		if _, _, err := s.groupFor(to.ID, user, false); err != nil {
+			return nil, err
+		}
 	}
 	if wait, ok := s.sends.allow(user, now); !ok {
 		return nil, node.RateLimited(wait, "sending too fast")
@@ -114,7 +116,7 @@ func (s *Service) SendLater(ctx context.Context, conn uint64, user int64, req Se
 		func(msg model.Message) { // on the store's publisher, in seq order (Store)
 			msg.From = from
 			s.sent.Add(1)
-			s.publish(msg, conn)
+			s.deliverStored(msg, conn, messagePush)
 		})
 	return func() (SendResult, error) {
 		msg, _, err := stored()
@@ -137,21 +139,36 @@ func checkCID(cid string) error {
 	return nil
 }
 
-// publish pushes a stored message: one encoding per view (a private message
-// has two, as conv names the other party), the same bytes to every reader.
-func (s *Service) publish(msg model.Message, exceptConn uint64) {
+// deliverStored pushes a stored change of msg (a new message, an edit, a
+// delete) to every connection of its conversation's readers but
+// exceptConn: the lobby to everyone, a private message to its two parties,
+// a group message to the group's members now. encode builds the push frame
+// from msg with Conv set to one reader's view; it is called once per view
+// (a private message has two, as conv names the other party; the lobby
+// and a group have one) and the same bytes go to every reader of that
+// view. Call it from the change's after-commit action (on the store's
+// publisher), so that pushes follow seq order and group membership as of
+// the commit.
+func (s *Service) deliverStored(msg model.Message, exceptConn uint64, encode func(*model.Message) []byte) {
+	if group, ok := msg.Key.GroupID(); ok {
+		if members := s.groups.members(group); len(members) > 0 {
+			msg.Conv = string(msg.Key)
+			s.Bus.Deliver(members, encode(&msg), exceptConn)
+		}
+		return
+	}
 	switch {
-	case msg.ToUser == 0: // the lobby
+	case msg.Key == model.LobbyKey:
 		msg.Conv = string(msg.Key)
-		s.Bus.Broadcast(messagePush(&msg), exceptConn, 0)
+		s.Bus.Broadcast(encode(&msg), exceptConn, 0)
 	case msg.ToUser == msg.From.ID: // a note to oneself
 		msg.Conv = msg.Key.ViewFor(msg.From.ID)
-		s.Bus.Deliver([]int64{msg.From.ID}, messagePush(&msg), exceptConn)
+		s.Bus.Deliver([]int64{msg.From.ID}, encode(&msg), exceptConn)
 	default:
 		msg.Conv = msg.Key.ViewFor(msg.From.ID)
-		s.Bus.Deliver([]int64{msg.From.ID}, messagePush(&msg), exceptConn)
+		s.Bus.Deliver([]int64{msg.From.ID}, encode(&msg), exceptConn)
 		msg.Conv = msg.Key.ViewFor(msg.ToUser)
-		s.Bus.Deliver([]int64{msg.ToUser}, messagePush(&msg), 0)
+		s.Bus.Deliver([]int64{msg.ToUser}, encode(&msg), exceptConn)
 	}
 }
 
@@ -170,7 +187,9 @@ func (s *Service) convKey(ctx context.Context, user int64, with string) (model.C
 			return "", err
 		}
 	case model.AddrGroup:
-		return "", node.Errorf(node.CodeNotFound, "no such group: %s", with)
+		if _, _, err := s.groupFor(addr.ID, user, false); err != nil {
+			return "", err
+		}
 	}
 	return addr.Key(user), nil
 }
@@ -235,8 +254,10 @@ func (s *Service) Conversations(ctx context.Context, user int64) ([]model.Conver
 	return convs, nil
 }
 
-// Read marks a conversation read up to id and tells its other reader.
-func (s *Service) Read(ctx context.Context, user int64, with string, id int64) error {
+// Read marks a conversation read up to id and tells the reader's other
+// connections (all but conn) and, in a private conversation, the other
+// party.
+func (s *Service) Read(ctx context.Context, conn uint64, user int64, with string, id int64) error {
 	if id <= 0 {
 		return node.Errorf(node.CodeBadRequest, "id must be a message id")
 	}
@@ -250,14 +271,17 @@ func (s *Service) Read(ctx context.Context, user int64, with string, id int64) e
 	if err := s.Store.MarkRead(ctx, user, key, id); err != nil {
 		return err
 	}
-	// Read marks go to the other party of a private conversation; in the
-	// lobby they would be noise to everyone.
+	// Read marks go to the reader's other connections, and to the other
+	// party of a private conversation; in the lobby or a group they would
+	// be noise to everyone else.
+	type readEvent struct {
+		Conv string `json:"conv"`
+		User int64  `json:"user"`
+		ID   int64  `json:"id"`
+	}
+	s.Bus.Deliver([]int64{user}, push("im/read", readEvent{key.ViewFor(user), user, id}), conn)
 	if addr, _ := model.ParseAddress(with); addr.Kind == model.AddrUser && addr.ID != user {
-		s.Bus.Deliver([]int64{addr.ID}, push("im/read", struct {
-			Conv string `json:"conv"`
-			User int64  `json:"user"`
-			ID   int64  `json:"id"`
-		}{key.ViewFor(addr.ID), user, id}), 0)
+		s.Bus.Deliver([]int64{addr.ID}, push("im/read", readEvent{key.ViewFor(addr.ID), user, id}), 0)
 	}
 	return nil
 }
@@ -270,7 +294,9 @@ func (s *Service) Typing(ctx context.Context, user int64, to string) error {
 		return node.Errorf(node.CodeBadRequest, "to: %v", err)
 	}
 	if addr.Kind == model.AddrGroup {
-		return node.Errorf(node.CodeNotFound, "no such group: %s", to)
+		if _, _, err := s.groupFor(addr.ID, user, false); err != nil {
+			return err
+		}
 	}
 	if _, ok := s.typing.allow(user, s.Now()); !ok {
 		return nil
@@ -283,8 +309,21 @@ func (s *Service) Typing(ctx context.Context, user int64, to string) error {
 		From model.User `json:"from"`
 		Conv string     `json:"conv"`
 	}
-	if addr.Kind == model.AddrRoom {
+	switch addr.Kind {
+	case model.AddrRoom:
 		s.Bus.Broadcast(push("im/typing", typing{acct.User, model.Lobby}), 0, user)
+		return nil
+	case model.AddrGroup:
+		members := s.groups.members(addr.ID)
+		others := make([]int64, 0, len(members))
+		for _, member := range members {
+			if member != user {
+				others = append(others, member)
+			}
+		}
+		if len(others) > 0 {
+			s.Bus.Deliver(others, push("im/typing", typing{acct.User, addr.String()}), 0)
+		}
 		return nil
 	}
 	if addr.ID != user {

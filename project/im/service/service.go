@@ -52,6 +52,71 @@ type Store interface {
 	Conversations(ctx context.Context, userID int64) ([]model.Conversation, error)
 	MarkRead(ctx context.Context, userID int64, key model.ConvKey, id int64) error
 	CountMessages(ctx context.Context) (int64, error)
+
+	// MessageFor returns message id, its sender joined in and Conv the
+	// canonical key, if reader may read it (the lobby, their private
+	// conversations, their groups); store.ErrNotFound otherwise, and for
+	// an id that does not exist. A deleted message is returned, deleted.
+	MessageFor(ctx context.Context, reader, id int64) (model.Message, error)
+	// EditLater queues an edit of message id: its text becomes text, it
+	// is marked edited, it takes a new seq (PROTOCOL.md section 3) and
+	// the search index finds it by the new text only, all in one
+	// transaction. The returned function waits for the commit and returns
+	// the message as stored (sender joined in); store.ErrNotFound if
+	// there is no such message or it is deleted. published is the edit's
+	// after-commit action, its push, under AppendLater's contract: called
+	// only after the commit is durable and only if the edit was stored,
+	// before the returned function returns, and in increasing seq order,
+	// one at a time, on one goroutine, with the actions of every other
+	// stored change (messages, edits, deletions). Who may edit is the
+	// caller's to check.
+	EditLater(ctx context.Context, id int64, text string, published func(model.Message)) func() (model.Message, error)
+	// DeleteLater queues the deletion of message id: it keeps its id,
+	// sender, conversation and time, loses its text and file (in the row,
+	// the search index, and the space they took in the store's files),
+	// is marked deleted and takes a new seq. The returned function waits
+	// for the commit and returns the message as stored; a message deleted
+	// already stores nothing and comes back with already=true (no new
+	// seq, nothing published); store.ErrNotFound if there is no such
+	// message. published is as EditLater's.
+	DeleteLater(ctx context.Context, id int64, published func(model.Message)) func() (msg model.Message, already bool, err error)
+	// Search returns the messages reader may read whose text contains q
+	// (case-insensitive, any script, any substring), never a deleted one,
+	// newest first, ids below before (when > 0), in conversation key
+	// when it is not "", at most limit (1..100, 20 when 0); more reports
+	// further matches. A message is found once its Append has returned.
+	// One- and two-character queries look through a bounded window of
+	// the newest readable messages only (the engine documents its size).
+	Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) ([]model.Message, bool, error)
+	// Groups returns every group with its members in join order, by id:
+	// what the chat loads into memory when it starts.
+	Groups(ctx context.Context) ([]model.GroupMembers, error)
+	// CreateGroup, AddGroupMember, RemoveGroupMember and RenameGroup
+	// change groups. Each returns only after the commit that holds the
+	// change is durable. committed (if not nil) is the change's
+	// after-commit action, and the store owes it AppendLater's contract:
+	// it is called only after that commit, only if something changed
+	// (never for a refusal or a no-op: an add of a member, a removal of a
+	// non-member), before the method returns (or, if ctx ended first,
+	// still, if the change was stored), and in seq order with every
+	// message's published, one at a time, on one goroutine. The chat
+	// changes its membership in memory there, so messages committed after
+	// a change are delivered by the membership after it.
+	//
+	// CreateGroup makes the owner the first member and g.Members (without
+	// duplicates or the owner) the next, lowest id first; the change
+	// lists every member (Members). AddGroupMember puts user last in the
+	// join order. RemoveGroupMember takes user out; when the owner goes,
+	// the member first in join order becomes owner; when the last member
+	// goes the group is deleted (Dissolved) and its messages stay,
+	// readable by no one. Refusals, with nothing written:
+	// store.ErrNotFound for no such group or user, store.ErrFull when a
+	// create or an add would take the group past maxMembers (when above
+	// 0).
+	CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
+	AddGroupMember(ctx context.Context, group, user int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
+	RemoveGroupMember(ctx context.Context, group, user int64, committed func(model.GroupChange)) (model.GroupChange, error)
+	RenameGroup(ctx context.Context, group int64, name string, committed func(model.GroupChange)) (model.GroupChange, error)
 }
 
 // Bus fans pre-encoded frames out to users' connections, on this node and
@@ -97,6 +162,7 @@ type Service struct {
 
 	admission *admission // new connections and resumes
 	presence  *presenceFolder
+	groups    *membership // who is in which group (membership.go)
 }
 
 // New makes the service and starts its janitor (Close stops it).
@@ -122,6 +188,7 @@ func New(d Deps, cfg config.Config) *Service {
 		updates:  newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
 		stop:     make(chan struct{}),
 		started:  d.Now(),
+		groups:   newMembership(),
 	}
 	s.admission = newAdmission(cfg.Limits)
 	s.presence = newPresenceFolder(presenceInterval, s.pushPresence)

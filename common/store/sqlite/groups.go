@@ -1,0 +1,280 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"slices"
+
+	"dce/common/model"
+	"dce/common/store"
+)
+
+// Groups and their members (migration 0004). Every change goes through the
+// single writer, and its after-commit action (the caller's, given as
+// committed) runs on the publisher in commit order with every message's
+// push: the chat keeps membership in memory and changes it there, so a
+// message committed after a removal is never pushed to the removed member.
+
+// groupWrite is one group change: run records its outcome in change, or an
+// expected refusal (no such group or user, a full group) in refusal, and
+// the after-commit action gets the change if something changed.
+type groupWrite struct {
+	run       func(tx *sql.Tx, w *groupWrite) error
+	after     func(model.GroupChange)
+	change    model.GroupChange
+	refusal   error // store.ErrNotFound or store.ErrFull; nothing was written
+	nowMillis int64
+}
+
+func (w *groupWrite) apply(tx *sql.Tx) error {
+	w.change, w.refusal = model.GroupChange{}, nil // apply may run twice (writer.go)
+	return w.run(tx, w)
+}
+
+func (w *groupWrite) committed() {
+	if w.after != nil && w.refusal == nil && w.change.Changed {
+		w.after(w.change)
+	}
+}
+
+// writeGroup runs one group change through the writer and returns its
+// outcome once the commit that holds it is durable and its after-commit
+// action has run.
+func (db *DB) writeGroup(ctx context.Context, run func(tx *sql.Tx, w *groupWrite) error, after func(model.GroupChange)) (model.GroupChange, error) {
+	w := &groupWrite{run: run, after: after, nowMillis: db.now().UnixMilli()}
+	request := &writeRequest{ctx: ctx, write: w, done: make(chan error, 1)}
+	if err := db.submit(request); err != nil {
+		return model.GroupChange{}, err
+	}
+	if err := db.wait(request); err != nil {
+		return model.GroupChange{}, err // w may still be running: read nothing of it
+	}
+	if w.refusal != nil {
+		return model.GroupChange{}, w.refusal
+	}
+	return w.change, nil
+}
+
+// CreateGroup stores a new group whose owner and first member is g.Owner,
+// with g.Members (duplicates and the owner left out) after it in the join
+// order, lowest id first. store.ErrNotFound if the owner or a member is no
+// user; store.ErrFull if they number more than maxMembers (when above 0).
+// committed, if not nil, runs on the publisher after the commit (see
+// service.Store). The change's Members lists every member in join order.
+func (db *DB) CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error) {
+	others := make([]int64, 0, len(g.Members))
+	for _, id := range g.Members {
+		if id != g.Owner {
+			others = append(others, id)
+		}
+	}
+	slices.Sort(others)
+	members := append([]int64{g.Owner}, slices.Compact(others)...)
+	return db.writeGroup(ctx, func(tx *sql.Tx, w *groupWrite) error {
+		for _, id := range members {
+			known, err := userExists(tx, id)
+			if err != nil {
+				return err
+			}
+			if !known {
+				w.refusal = store.ErrNotFound
+				return nil
+			}
+		}
+		if maxMembers > 0 && len(members) > maxMembers {
+			w.refusal = store.ErrFull
+			return nil
+		}
+		result, err := tx.Exec(`INSERT INTO groups (name, owner, private, members, created) VALUES (?, ?, ?, ?, ?)`,
+			g.Name, g.Owner, g.Private, len(members), w.nowMillis)
+		if err != nil {
+			return err
+		}
+		id, err := result.LastInsertId()
+		if err != nil {
+			return err
+		}
+		for i, member := range members {
+			if _, err := tx.Exec(`INSERT INTO group_members (group_id, user_id, joined, joined_at) VALUES (?, ?, ?, ?)`,
+				id, member, i+1, w.nowMillis); err != nil {
+				return err
+			}
+		}
+		w.change = model.GroupChange{Group: model.Group{ID: id, Name: g.Name, Owner: g.Owner, Private: g.Private,
+			Members: len(members)}, Members: members, Changed: true}
+		return nil
+	}, committed)
+}
+
+// AddGroupMember makes user a member of group, last in its join order (a
+// join or an invite). A user already a member changes nothing
+// (Changed false, committed not called). store.ErrNotFound if there is no
+// such group or user; store.ErrFull if the group has maxMembers members
+// already (when above 0).
+func (db *DB) AddGroupMember(ctx context.Context, group, user int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error) {
+	return db.writeGroup(ctx, func(tx *sql.Tx, w *groupWrite) error {
+		g, found, err := groupByID(tx, group)
+		if err != nil || !found {
+			w.refusal = store.ErrNotFound
+			return err
+		}
+		w.change = model.GroupChange{Group: g, User: user}
+		known, err := userExists(tx, user)
+		if err != nil || !known {
+			w.refusal = store.ErrNotFound
+			return err
+		}
+		member, err := isGroupMember(tx, group, user)
+		if err != nil || member {
+			return err
+		}
+		if maxMembers > 0 && g.Members >= maxMembers {
+			w.refusal = store.ErrFull
+			return nil
+		}
+		if _, err := tx.Exec(`INSERT INTO group_members (group_id, user_id, joined, joined_at)
+			VALUES (?1, ?2, (SELECT COALESCE(MAX(joined), 0) + 1 FROM group_members WHERE group_id = ?1), ?3)`,
+			group, user, w.nowMillis); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(`UPDATE groups SET members = members + 1 WHERE id = ?`, group); err != nil {
+			return err
+		}
+		w.change.Group.Members++
+		w.change.Changed = true
+		return nil
+	}, committed)
+}
+
+// RemoveGroupMember takes user out of group (a leave or a removal). A user
+// who is not a member changes nothing (Changed false). When the owner
+// goes, ownership passes to the member first in the join order; when the
+// last member goes, the group is deleted (Dissolved) and its messages stay,
+// readable by no one. store.ErrNotFound if there is no such group.
+func (db *DB) RemoveGroupMember(ctx context.Context, group, user int64, committed func(model.GroupChange)) (model.GroupChange, error) {
+	return db.writeGroup(ctx, func(tx *sql.Tx, w *groupWrite) error {
+		g, found, err := groupByID(tx, group)
+		if err != nil || !found {
+			w.refusal = store.ErrNotFound
+			return err
+		}
+		w.change = model.GroupChange{Group: g, User: user}
+		result, err := tx.Exec(`DELETE FROM group_members WHERE group_id = ? AND user_id = ?`, group, user)
+		if err != nil {
+			return err
+		}
+		if removed, err := result.RowsAffected(); err != nil || removed == 0 {
+			return err
+		}
+		w.change.Changed = true
+		w.change.Group.Members--
+		if w.change.Group.Members == 0 {
+			w.change.Dissolved = true
+			_, err := tx.Exec(`DELETE FROM groups WHERE id = ?`, group)
+			return err
+		}
+		if g.Owner == user {
+			if err := tx.QueryRow(`SELECT user_id FROM group_members WHERE group_id = ? ORDER BY joined LIMIT 1`,
+				group).Scan(&w.change.Group.Owner); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(`UPDATE groups SET members = ?, owner = ? WHERE id = ?`, w.change.Group.Members, w.change.Group.Owner, group)
+		return err
+	}, committed)
+}
+
+// RenameGroup gives group a new name (already checked by
+// model.NormalizeGroupName). store.ErrNotFound if there is no such group.
+func (db *DB) RenameGroup(ctx context.Context, group int64, name string, committed func(model.GroupChange)) (model.GroupChange, error) {
+	return db.writeGroup(ctx, func(tx *sql.Tx, w *groupWrite) error {
+		g, found, err := groupByID(tx, group)
+		if err != nil || !found {
+			w.refusal = store.ErrNotFound
+			return err
+		}
+		if _, err := tx.Exec(`UPDATE groups SET name = ? WHERE id = ?`, name, group); err != nil {
+			return err
+		}
+		g.Name = name
+		w.change = model.GroupChange{Group: g, Changed: true}
+		return nil
+	}, committed)
+}
+
+// Groups returns every group with its members in join order, by id: what
+// the chat loads into memory when it starts.
+func (db *DB) Groups(ctx context.Context) ([]model.GroupMembers, error) {
+	if err := db.checkOpen(); err != nil {
+		return nil, err
+	}
+	tx, err := db.reader.BeginTx(ctx, nil) // one snapshot for both queries
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT id, name, owner, private, members FROM groups ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	var groups []model.GroupMembers
+	index := map[int64]int{}
+	for rows.Next() {
+		var g model.GroupMembers
+		if err := rows.Scan(&g.ID, &g.Name, &g.Owner, &g.Private, &g.Members); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		g.MemberIDs = make([]int64, 0, g.Members)
+		index[g.ID] = len(groups)
+		groups = append(groups, g)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT group_id, user_id FROM group_members ORDER BY group_id, joined`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var group, user int64
+		if err := rows.Scan(&group, &user); err != nil {
+			return nil, err
+		}
+		if i, ok := index[group]; ok {
+			groups[i].MemberIDs = append(groups[i].MemberIDs, user)
+		}
+	}
+	return groups, rows.Err()
+}
+
+// groupByID reads a group in the writer's transaction.
+func groupByID(tx *sql.Tx, id int64) (g model.Group, found bool, err error) {
+	err = tx.QueryRow(`SELECT id, name, owner, private, members FROM groups WHERE id = ?`, id).
+		Scan(&g.ID, &g.Name, &g.Owner, &g.Private, &g.Members)
+	if errors.Is(err, sql.ErrNoRows) {
+		return model.Group{}, false, nil
+	}
+	return g, err == nil, err
+}
+
+func userExists(tx *sql.Tx, id int64) (bool, error) {
+	var one int
+	err := tx.QueryRow(`SELECT 1 FROM users WHERE id = ?`, id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func isGroupMember(tx *sql.Tx, group, user int64) (bool, error) {
+	var one int
+	err := tx.QueryRow(`SELECT 1 FROM group_members WHERE group_id = ? AND user_id = ?`, group, user).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}

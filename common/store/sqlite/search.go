@@ -1,0 +1,223 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"math"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"dce/common/model"
+)
+
+// Limits of Search.
+const (
+	DefaultSearchLimit = 20
+	MaxSearchLimit     = 100
+	// ShortSearchWindow is how many of the newest messages a reader may
+	// read (below before) a query of one or two characters looks through:
+	// trigrams cannot find those, so they are matched by a scan, and the
+	// scan is bounded.
+	ShortSearchWindow = 10000
+)
+
+// searchSQL finds ?1 (an FTS5 phrase) among what ?2 may read, newest
+// first, below id ?3, at most ?4; the index yields rowids newest first, so
+// a page stops as soon as it is full. %CONV% is inConversation or
+// inEvery.
+const searchSQL = `SELECT ` + messageColumns + `
+FROM messages_search s
+JOIN messages m ON m.id = s.rowid
+JOIN users u ON u.id = m.sender
+WHERE messages_search MATCH ?1 AND s.rowid < ?3 AND m.deleted = 0 AND %CONV% AND ` + readableBy + `
+ORDER BY s.rowid DESC LIMIT ?4`
+
+// shortSearchSQL scans the newest ShortSearchWindow messages ?2 may read
+// below id ?3 (%CONV% as in searchSQL) for one of the case
+// variants given from ?6 on (shortSearchMatch), newest first, at most ?4.
+// ?1 is unused, so the parameters line up with searchSQL's.
+const shortSearchSQL = `SELECT ` + messageColumns + `
+FROM (SELECT m.id FROM messages m
+	WHERE m.id < ?3 AND %CONV% AND ` + readableBy + `
+	ORDER BY m.id DESC LIMIT ` + "%d" + `) w
+JOIN messages m ON m.id = w.id
+JOIN users u ON u.id = m.sender
+WHERE ?1 = ?1 AND m.deleted = 0 AND (%s)
+ORDER BY m.id DESC LIMIT ?4`
+
+// The condition on the conversation of searchSQL and shortSearchSQL: ?5
+// names it, or every conversation (so that the planner can use the
+// conversation index when one is named).
+const (
+	inConversation = `m.conv_key = ?5`
+	inEvery        = `?5 = ''`
+)
+
+// Search returns the messages reader may read (readableBy) whose text
+// contains q, newest first, ids below before (when before > 0), in the
+// conversation key when it is not "", at most limit (clamped to
+// 1..MaxSearchLimit; DefaultSearchLimit when 0); more reports whether
+// further matches exist. Deleted messages are never found. The match is
+// case-insensitive (Unicode simple case folding) and works on any
+// substring in any script.
+//
+// A q of three characters or more is looked up in the trigram index. One
+// or two characters cannot be: they are matched by scanning the newest
+// ShortSearchWindow messages reader may read below before, so older
+// matches are found only by paging with before, and more then speaks of
+// that window only.
+func (db *DB) Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) (msgs []model.Message, more bool, err error) {
+	if err := db.checkOpen(); err != nil {
+		return nil, false, err
+	}
+	limit = clampLimit(limit, DefaultSearchLimit, MaxSearchLimit)
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	if key != "" && utf8.RuneCountInString(q) >= 3 {
+		small, err := db.smallConversation(ctx, key, before)
+		if err != nil {
+			return nil, false, err
+		}
+		if small {
+			return db.scanConversation(ctx, reader, q, key, before, limit)
+		}
+	}
+	query, args := searchSQL, []any{ftsPhrase(q), reader, before, limit + 1, string(key)}
+	if utf8.RuneCountInString(q) < 3 {
+		variants := caseVariants(q)
+		match := make([]string, len(variants))
+		for i, variant := range variants {
+			match[i] = "instr(m.text, ?" + strconv.Itoa(6+i) + ") > 0"
+			args = append(args, variant)
+		}
+		query = strings.Replace(strings.Replace(shortSearchSQL, "%d", strconv.Itoa(ShortSearchWindow), 1),
+			"%s", strings.Join(match, " OR "), 1)
+	}
+	conv := inEvery
+	if key != "" {
+		conv = inConversation
+	}
+	rows, err := db.reader.QueryContext(ctx, strings.Replace(query, "%CONV%", conv, 1), args...)
+	if err != nil {
+		return nil, false, err
+	}
+	msgs, err = scanMessages(rows, limit)
+	if err != nil {
+		return nil, false, err
+	}
+	if more = len(msgs) > limit; more {
+		msgs = msgs[:limit]
+	}
+	return msgs, more, nil
+}
+
+// SmallConversation is the most messages (below before) a conversation
+// may have for a search within it to read them all rather than the index:
+// the index yields the matches of the whole store newest first, and in a
+// private chat of a few hundred messages a common phrase would be checked
+// against hundreds of thousands of other conversations' matches first.
+const SmallConversation = 5000
+
+// conversationSizeSQL counts up to SmallConversation+1 messages of ?1
+// below ?2, from the conversation index alone.
+const conversationSizeSQL = `SELECT COUNT(*) FROM (SELECT 1 FROM messages WHERE conv_key = ?1 AND id < ?2 LIMIT ?3)`
+
+// scanConversationSQL reads conversation ?5 below ?3, newest first, for
+// reader ?2 (?1 and ?4 unused, so the parameters line up with searchSQL's).
+const scanConversationSQL = `SELECT ` + messageColumns + `
+FROM messages m JOIN users u ON u.id = m.sender
+WHERE ?1 = ?1 AND ?4 = ?4 AND m.conv_key = ?5 AND m.id < ?3 AND m.deleted = 0 AND ` + readableBy + `
+ORDER BY m.id DESC`
+
+// smallConversation reports whether key has at most SmallConversation
+// messages below before.
+func (db *DB) smallConversation(ctx context.Context, key model.ConvKey, before int64) (bool, error) {
+	var count int
+	err := db.reader.QueryRowContext(ctx, conversationSizeSQL, string(key), before, SmallConversation+1).Scan(&count)
+	return count <= SmallConversation, err
+}
+
+// scanConversation is Search within a small conversation: every message
+// of it is read, newest first, and matched here, folding case as the
+// index does, until the page is full.
+func (db *DB) scanConversation(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) ([]model.Message, bool, error) {
+	rows, err := db.reader.QueryContext(ctx, scanConversationSQL, "", reader, before, 0, string(key))
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	folded := foldCase(q)
+	var msgs []model.Message
+	for rows.Next() {
+		msg, err := scanMessage(rows)
+		if err != nil {
+			return nil, false, err
+		}
+		if !strings.Contains(foldCase(msg.Text), folded) {
+			continue
+		}
+		if len(msgs) == limit {
+			return msgs, true, nil
+		}
+		msgs = append(msgs, msg)
+	}
+	return msgs, false, rows.Err()
+}
+
+// foldCase maps every rune to the smallest of the runes Unicode simple
+// case folding makes equal to it, so that two texts that differ only in
+// case become equal (as caseVariants lists them for short queries).
+func foldCase(s string) string {
+	return strings.Map(func(r rune) rune {
+		smallest := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			smallest = min(smallest, f)
+		}
+		return smallest
+	}, s)
+}
+
+// ftsPhrase quotes q as one FTS5 phrase: with the trigram tokenizer a
+// phrase matches the texts that contain it as a substring.
+func ftsPhrase(q string) string {
+	return `"` + strings.ReplaceAll(q, `"`, `""`) + `"`
+}
+
+// caseVariants lists every spelling of a short q that Unicode simple case
+// folding makes equal to it ("ok": ok, oK, Ok, OK), for the scan of a
+// short query. A rune has at most four such spellings (θ ϑ Θ ϴ), so two
+// runes give at most sixteen.
+func caseVariants(q string) []string {
+	variants := []string{""}
+	for _, r := range q {
+		orbit := []rune{r}
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			orbit = append(orbit, f)
+		}
+		next := make([]string, 0, len(variants)*len(orbit))
+		for _, v := range variants {
+			for _, o := range orbit {
+				next = append(next, v+string(o))
+			}
+		}
+		variants = next
+	}
+	return variants
+}
+
+// IndexBytes is the size of the search index in the store file at path:
+// the pages of messages_search's shadow tables, as the dbstat table
+// counts them. The file must not be open for writing elsewhere.
+func IndexBytes(ctx context.Context, path string) (int64, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var size int64
+	err = db.QueryRowContext(ctx, `SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name LIKE 'messages\_search%' ESCAPE '\'`).Scan(&size)
+	return size, err
+}

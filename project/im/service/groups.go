@@ -1,0 +1,277 @@
+package service
+
+import (
+	"context"
+	"errors"
+
+	"dce/app/node"
+	"dce/common/model"
+	"dce/common/store"
+)
+
+// Groups (PROTOCOL.md sections 3 and 5). Who may do what is decided from
+// membership in memory (membership.go); every change is a store write
+// whose after-commit action, on the store's publisher, changes that memory
+// and pushes im/group to the members, so the push of a change and the
+// pushes of the messages around it reach everyone in commit order.
+
+// Group events, im/group's "event".
+const (
+	GroupCreated = "created"
+	GroupJoined  = "joined"
+	GroupInvited = "invited"
+	GroupLeft    = "left"
+	GroupRemoved = "removed"
+	GroupRenamed = "renamed"
+)
+
+// groupEvent is im/group's body.
+type groupEvent struct {
+	Event string      `json:"event"`
+	Group model.Group `json:"group"`
+	User  *model.User `json:"user,omitempty"`
+}
+
+// LoadGroups reads every group and its members into memory. Call it once,
+// after New and before serving.
+func (s *Service) LoadGroups(ctx context.Context) error {
+	groups, err := s.Store.Groups(ctx)
+	if err != nil {
+		return err
+	}
+	s.groups.load(groups)
+	return nil
+}
+
+// groupStoreError turns the store's refusals into the protocol's codes.
+func groupStoreError(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return node.Errorf(node.CodeNotFound, "no such group or user")
+	case errors.Is(err, store.ErrFull):
+		return node.Errorf(node.CodeForbidden, "the group is full")
+	}
+	return err
+}
+
+// checkGroupID refuses a missing or impossible group id.
+func checkGroupID(id int64) error {
+	if id <= 0 {
+		return node.Errorf(node.CodeBadRequest, "id is required: a group id")
+	}
+	return nil
+}
+
+// groupFor returns group id for user, who must be a member unless the
+// group is open and openToAll: not_found if there is no such group,
+// forbidden for a non-member of a private group (whatever openToAll) and
+// for a non-member of an open one unless openToAll.
+func (s *Service) groupFor(id, user int64, openToAll bool) (model.Group, bool, error) {
+	if err := checkGroupID(id); err != nil {
+		return model.Group{}, false, err
+	}
+	g, found, member := s.groups.group(id, user)
+	switch {
+	case !found:
+		return model.Group{}, false, node.Errorf(node.CodeNotFound, "no such group: group:%d", id)
+	case !member && (g.Private || !openToAll):
+		return model.Group{}, false, node.Errorf(node.CodeForbidden, "you are not a member of group:%d", id)
+	}
+	return g, member, nil
+}
+
+// groupName checks a name for create and rename.
+func groupName(name *string) (string, error) {
+	if name == nil {
+		return "", node.Errorf(node.CodeBadRequest, "name is required")
+	}
+	normalized, err := model.NormalizeGroupName(*name)
+	if err != nil {
+		return "", node.Errorf(node.CodeBadRequest, "name: %v (1-%d characters)", err, model.MaxGroupName)
+	}
+	return normalized, nil
+}
+
+// knownUser returns the public view of an account, not_found if none.
+func (s *Service) knownUser(ctx context.Context, id int64) (model.User, error) {
+	if id <= 0 {
+		return model.User{}, node.Errorf(node.CodeBadRequest, "user is required: a user id")
+	}
+	acct, err := s.account(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return model.User{}, node.Errorf(node.CodeNotFound, "no such user: %d", id)
+	}
+	return acct.User, err
+}
+
+// pushGroup is a group write's after-commit action: it changes membership
+// and tells the audience (membership.apply), except the connection that
+// asked. It runs on the store's publisher.
+func (s *Service) pushGroup(event string, about *model.User, added bool, exceptConn uint64) func(model.GroupChange) {
+	return func(change model.GroupChange) {
+		audience := s.groups.apply(change, added)
+		if len(audience) > 0 {
+			s.Bus.Deliver(audience, push("im/group", groupEvent{event, change.Group, about}), exceptConn)
+		}
+	}
+}
+
+// CreateGroup creates a group owned by user with the members named.
+func (s *Service) CreateGroup(ctx context.Context, conn uint64, user int64, name *string, private bool, members []int64) (model.Group, error) {
+	normalized, err := groupName(name)
+	if err != nil {
+		return model.Group{}, err
+	}
+	creator, err := s.knownUser(ctx, user)
+	if err != nil {
+		return model.Group{}, err
+	}
+	for _, id := range members {
+		if _, err := s.knownUser(ctx, id); err != nil {
+			return model.Group{}, err
+		}
+	}
+	if err := s.allowUpdate(user); err != nil {
+		return model.Group{}, err
+	}
+	change, err := s.Store.CreateGroup(ctx, model.NewGroup{Name: normalized, Owner: user, Private: private, Members: members},
+		s.Limits().GroupMembers, s.pushGroup(GroupCreated, &creator, false, conn))
+	if err != nil {
+		return model.Group{}, groupStoreError(err)
+	}
+	return change.Group, nil
+}
+
+// JoinGroup makes user a member of an open group; already a member, it
+// returns the group and pushes nothing.
+func (s *Service) JoinGroup(ctx context.Context, conn uint64, user, id int64) (model.Group, error) {
+	g, member, err := s.groupFor(id, user, true) // a private group's non-member is refused here
+	if err != nil || member {
+		return g, err
+	}
+	joiner, err := s.knownUser(ctx, user)
+	if err != nil {
+		return model.Group{}, err
+	}
+	change, err := s.Store.AddGroupMember(ctx, id, user, s.Limits().GroupMembers, s.pushGroup(GroupJoined, &joiner, true, conn))
+	if err != nil {
+		return model.Group{}, groupStoreError(err)
+	}
+	return change.Group, nil
+}
+
+// InviteToGroup makes invitee a member; any member may invite. An invitee
+// already a member changes nothing.
+func (s *Service) InviteToGroup(ctx context.Context, conn uint64, user, id, invitee int64) error {
+	if _, _, err := s.groupFor(id, user, false); err != nil {
+		return err
+	}
+	guest, err := s.knownUser(ctx, invitee)
+	if err != nil {
+		return err
+	}
+	if _, _, member := s.groups.group(id, invitee); member {
+		return nil
+	}
+	if err := s.allowUpdate(user); err != nil {
+		return err
+	}
+	_, err = s.Store.AddGroupMember(ctx, id, invitee, s.Limits().GroupMembers, s.pushGroup(GroupInvited, &guest, true, conn))
+	return groupStoreError(err)
+}
+
+// LeaveGroup takes user out of a group. The owner's leaving passes
+// ownership on; the last member's dissolves the group.
+func (s *Service) LeaveGroup(ctx context.Context, conn uint64, user, id int64) error {
+	_, member, err := s.groupFor(id, user, true)
+	if err != nil || !member {
+		return err // not a member of an open group: nothing to do
+	}
+	leaver, err := s.knownUser(ctx, user)
+	if err != nil {
+		return err
+	}
+	_, err = s.Store.RemoveGroupMember(ctx, id, user, s.pushGroup(GroupLeft, &leaver, false, conn))
+	return groupStoreError(err)
+}
+
+// RemoveFromGroup takes member out of a group; the owner only, and not
+// the owner itself (leave is for that).
+func (s *Service) RemoveFromGroup(ctx context.Context, conn uint64, user, id, member int64) error {
+	g, _, err := s.groupFor(id, user, false)
+	if err != nil {
+		return err
+	}
+	if member <= 0 {
+		return node.Errorf(node.CodeBadRequest, "user is required: a user id")
+	}
+	if g.Owner != user {
+		return node.Errorf(node.CodeForbidden, "only the owner of group:%d may remove members", id)
+	}
+	if member == user {
+		return node.Errorf(node.CodeBadRequest, "the owner cannot remove itself: use im/group/leave")
+	}
+	removed, err := s.knownUser(ctx, member)
+	if err != nil {
+		return err
+	}
+	if _, _, isMember := s.groups.group(id, member); !isMember {
+		return node.Errorf(node.CodeNotFound, "user %d is not a member of group:%d", member, id)
+	}
+	if err := s.allowUpdate(user); err != nil {
+		return err
+	}
+	_, err = s.Store.RemoveGroupMember(ctx, id, member, s.pushGroup(GroupRemoved, &removed, false, conn))
+	return groupStoreError(err)
+}
+
+// RenameGroup renames a group; the owner only.
+func (s *Service) RenameGroup(ctx context.Context, conn uint64, user, id int64, name *string) (model.Group, error) {
+	g, _, err := s.groupFor(id, user, false)
+	if err != nil {
+		return model.Group{}, err
+	}
+	normalized, err := groupName(name)
+	if err != nil {
+		return model.Group{}, err
+	}
+	if g.Owner != user {
+		return model.Group{}, node.Errorf(node.CodeForbidden, "only the owner of group:%d may rename it", id)
+	}
+	if err := s.allowUpdate(user); err != nil {
+		return model.Group{}, err
+	}
+	change, err := s.Store.RenameGroup(ctx, id, normalized, s.pushGroup(GroupRenamed, nil, false, conn))
+	if err != nil {
+		return model.Group{}, groupStoreError(err)
+	}
+	return change.Group, nil
+}
+
+// ListGroups lists the groups user is in and the open ones, by id.
+func (s *Service) ListGroups(user int64) []model.Group { return s.groups.visibleTo(user) }
+
+// GroupMembers lists a group's members in join order, each with the
+// places they are online at (0 when offline): for members, and for anyone
+// when the group is open.
+func (s *Service) GroupMembers(ctx context.Context, user, id int64) ([]model.Online, error) {
+	if _, _, err := s.groupFor(id, user, true); err != nil {
+		return nil, err
+	}
+	ids := s.groups.members(id)
+	users, err := s.Store.UsersByID(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	places := make(map[int64]int)
+	for _, o := range s.Hub.Online() {
+		places[o.UserID] = o.Places
+	}
+	out := make([]model.Online, 0, len(ids))
+	for _, id := range ids {
+		if u, ok := users[id]; ok {
+			out = append(out, model.Online{User: u, Places: places[id]})
+		}
+	}
+	return out, nil
+}
