@@ -15,7 +15,7 @@ const messageColumns = `m.id, m.seq, m.conv_key, m.sender, u.nickname, u.brief, 
 // readableBy is the condition "user ?2 may read message m": the lobby,
 // their private conversations, and the groups they are in now (a list
 // SQLite builds once per query from group_members_user).
-const readableBy = `(m.conv_key = 'room:lobby' OR m.sender = ?2 OR m.to_user = ?2
+const readableBy = `(m.conv_key = 'room:lobby' OR (m.to_user <> 0 AND (m.sender = ?2 OR m.to_user = ?2))
 	OR m.conv_key IN (SELECT 'group:' || group_id FROM group_members WHERE user_id = ?2))`
 
 // The statements on the hot paths, prepared once. Writer statements are

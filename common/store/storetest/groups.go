@@ -208,7 +208,9 @@ func testGroupReading(t *testing.T, db Engine) {
 		t.Errorf("a group without messages is listed: %+v", convs)
 	}
 
-	// Gone from the group, gone from Sync and the list.
+	// Gone from the group, gone from Sync and the list: their own
+	// messages there too.
+	MustAppend(t, db, GroupMessage(bob.ID, g.ID, "bob's own"))
 	if _, err := db.RemoveGroupMember(ctx, g.ID, bob.ID, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -293,8 +293,15 @@ func (s *Service) Typing(ctx context.Context, user int64, to string) error {
 	if err != nil {
 		return node.Errorf(node.CodeBadRequest, "to: %v", err)
 	}
-	if addr.Kind == model.AddrGroup {
+	switch addr.Kind {
+	case model.AddrGroup:
 		if _, _, err := s.groupFor(addr.ID, user, false); err != nil {
+			return err
+		}
+	case model.AddrUser:
+		if _, err := s.account(ctx, addr.ID); errors.Is(err, store.ErrNotFound) {
+			return node.Errorf(node.CodeNotFound, "no such user: %s", to)
+		} else if err != nil {
 			return err
 		}
 	}
