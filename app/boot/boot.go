@@ -217,7 +217,7 @@ func (s *Server) serve() {
 	s.served.Add(3)
 	go func() {
 		defer s.served.Done()
-		if err := s.http.Serve(s.httpLn); err != nil {
+		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.Log.Error("http server stopped", "err", err)
 		}
 	}()
@@ -263,6 +263,9 @@ func (s *Server) Close(ctx context.Context) error {
 		go func() { _ = s.http.Shutdown(4 * time.Second); close(httpDone) }()
 		s.Hub.Shutdown(deadline, node.CloseGoingAway, "server shutting down")
 		<-httpDone
+		// A Shutdown that came before Serve began finds no listener to
+		// close, and the Serve that begins after it would never return.
+		_ = s.httpLn.Close()
 		// Connection goroutines finish their last store calls (logout on
 		// close) before the store closes.
 		for s.shared.Active() > 0 && deadline.Err() == nil {
