@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -50,10 +51,13 @@ import (
 //     catches up in the background.
 //   - Close drains the indexer (indexes everything up to the last seq)
 //     and empties the index file's write-ahead log as it does the store's.
-//   - The index file is derived data: synchronous=NORMAL (a power loss
-//     may lose its last transactions, W with them, and they are redone),
-//     and an index file whose W is above the store's last seq (the store
-//     file was replaced) is rebuilt from nothing.
+//   - The index file is derived data: synchronous=OFF (openIndexWriter);
+//     after an unclean stop Open checks it (quick_check) and rebuilds it
+//     from nothing if it is damaged, as it does an index file whose W is
+//     above the store's last seq (the store file was replaced). Search
+//     matches each hit's text again, so a damaged index can miss matches
+//     (until it is rebuilt: remove the file) but never return a message
+//     that does not contain the query.
 
 // SearchIndexPath is the file that holds the search index of the store at
 // path: the same name with "-search" before ".db" (dce.db -> dce-search.db),
@@ -69,6 +73,12 @@ const indexBatch = 4096
 // indexPoll is how often the indexer looks for changes nobody woke it
 // for (another process writing the store file).
 const indexPoll = time.Second
+
+// indexDelay is how long the indexer lets changes gather after a wake-up
+// before it indexes them: FTS5 writes a segment per transaction, and few
+// large ones cost it far less than many small ones (and take less of the
+// processor the writer shares). Search does not wait for it.
+const indexDelay = 50 * time.Millisecond
 
 // indexRetry is how long the indexer waits after a failed pass.
 const indexRetry = time.Second
@@ -88,7 +98,8 @@ CREATE TABLE IF NOT EXISTS search_state (
 INSERT OR IGNORE INTO search_state (id, watermark) VALUES (1, 0);
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_search USING fts5 (
     text,
-    tokenize = 'trigram'
+    tokenize = 'trigram',
+    columnsize = 0
 );
 INSERT INTO messages_search (messages_search, rank) VALUES ('secure-delete', 1);`
 
@@ -129,28 +140,76 @@ func (db *DB) openIndex(ctx context.Context, path string, readers int) error {
 	if err := createFile(indexPath); err != nil {
 		return fmt.Errorf("sqlite: %w", err)
 	}
+	// A clean Close leaves no write-ahead log, or an empty one; one with
+	// frames means the last opener stopped without closing (a kill -9, or
+	// a power loss, which synchronous=OFF does not survive whole).
+	info, err := os.Stat(indexPath + "-wal")
+	unclean := err == nil && info.Size() > 0
 	ix := &indexer{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	var err error
-	if ix.writer, err = sql.Open("sqlite", dsn(indexPath, "NORMAL", true)); err != nil {
-		return fmt.Errorf("sqlite: %w", err)
-	}
 	db.index = ix
-	ix.writer.SetMaxOpenConns(1)
-	ix.writer.SetMaxIdleConns(1)
-	ix.writer.SetConnMaxLifetime(0)
-	ix.writer.SetConnMaxIdleTime(0)
+	if ix.writer, err = openIndexWriter(indexPath); err != nil {
+		return err
+	}
+	if unclean {
+		if err := quickCheck(ctx, ix.writer); err != nil {
+			slog.Warn("sqlite: the search index file is damaged; rebuilding it", "path", indexPath, "err", err)
+			ix.writer.Close()
+			for _, suffix := range []string{"", "-wal", "-shm"} {
+				if err := os.Remove(indexPath + suffix); err != nil && !os.IsNotExist(err) {
+					return fmt.Errorf("sqlite: %w", err)
+				}
+			}
+			if err := createFile(indexPath); err != nil {
+				return fmt.Errorf("sqlite: %w", err)
+			}
+			if ix.writer, err = openIndexWriter(indexPath); err != nil {
+				return err
+			}
+		}
+	}
 	if _, err := ix.writer.ExecContext(ctx, indexSchemaSQL); err != nil {
 		return fmt.Errorf("sqlite: creating the search index: %w", err)
 	}
 	if err := db.rebuildIndexIfAhead(ctx); err != nil {
 		return err
 	}
-	if ix.reader, err = sql.Open("sqlite", dsn(indexPath, "NORMAL", false)); err != nil {
+	if ix.reader, err = sql.Open("sqlite", dsn(indexPath, "OFF", false)); err != nil {
 		return fmt.Errorf("sqlite: %w", err)
 	}
 	ix.reader.SetMaxOpenConns(readers)
 	ix.reader.SetMaxIdleConns(readers)
 	return db.purgeChanged(ctx)
+}
+
+// openIndexWriter opens the index file's single writing connection.
+// synchronous=OFF: the index is derived data, and the fsyncs of its
+// checkpoints (tens of megabytes at a time) stalled the store's own
+// commits on the same disk, halving the append rate. A kill -9 loses
+// nothing of it (the system has its writes); a power loss may damage it,
+// which openIndex finds (quickCheck) and repairs by indexing anew.
+func openIndexWriter(indexPath string) (*sql.DB, error) {
+	writer, err := sql.Open("sqlite", dsn(indexPath, "OFF", true))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+	return writer, nil
+}
+
+// quickCheck runs PRAGMA quick_check and returns an error unless the file
+// is sound.
+func quickCheck(ctx context.Context, db *sql.DB) error {
+	var result string
+	if err := db.QueryRowContext(ctx, `PRAGMA quick_check(1)`).Scan(&result); err != nil {
+		return err
+	}
+	if result != "ok" {
+		return errors.New(result)
+	}
+	return nil
 }
 
 // rebuildIndexIfAhead empties the index when its watermark is above the
@@ -253,7 +312,7 @@ func (db *DB) wakeIndexer() {
 }
 
 // runIndexer is the indexer goroutine: on each wake-up (or poll) it
-// indexes until it has caught up with the store.
+// waits indexDelay, then indexes until it has caught up with the store.
 func (db *DB) runIndexer() {
 	ix := db.index
 	defer close(ix.done)
@@ -265,6 +324,11 @@ func (db *DB) runIndexer() {
 			return
 		case <-ix.wake:
 		case <-poll.C:
+		}
+		select {
+		case <-ix.stop:
+			return
+		case <-time.After(indexDelay):
 		}
 		if err := db.catchUpIndex(context.Background(), ix.stop); err != nil {
 			slog.Error("sqlite: indexing for search", "err", err)

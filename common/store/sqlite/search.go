@@ -226,6 +226,7 @@ func (db *DB) verifiedHits(ctx context.Context, index, store *sql.Tx, q, conv st
 	}
 	defer hits.Close()
 	verify := strings.Replace(searchVerifySQL, "%CONV%", conv, 1)
+	folded := foldCase(q)
 	var (
 		found []model.Message
 		batch []int64
@@ -258,7 +259,9 @@ func (db *DB) verifiedHits(ctx context.Context, index, store *sql.Tx, q, conv st
 			if err != nil {
 				return err
 			}
-			found = append(found, msg)
+			if strings.Contains(foldCase(msg.Text), folded) { // whatever the index's state
+				found = append(found, msg)
+			}
 		}
 		return rows.Err()
 	}

@@ -29,7 +29,7 @@ import (
 //
 //	go test ./common/store/sqlite -run x -bench SearchIndexAppendRatio -benchtime 3x
 func BenchmarkSearchIndexAppendRatio(b *testing.B) {
-	const writers, perRound = 256, 20000
+	const writers, perRound = 256, 60000
 	var with, without, lags, catchUps []float64
 	for round := 0; round < b.N; round++ {
 		for _, indexed := range []bool{round%2 == 0, round%2 != 0} { // alternate which goes first
