@@ -48,8 +48,9 @@ type FillResult struct {
 	Seconds    float64 `json:"seconds"`
 	PerSecond  float64 `json:"msgs_per_s"`
 	FileBytes  int64   `json:"file_bytes"`
-	TextBytes  int64   `json:"text_bytes"`  // UTF-8 bytes of every message's text
-	IndexBytes int64   `json:"index_bytes"` // the search index's pages (messages_search's shadow tables)
+	TextBytes  int64   `json:"text_bytes"`       // UTF-8 bytes of every message's text
+	IndexBytes int64   `json:"index_bytes"`      // the search index's pages (messages_search's shadow tables, in the index file)
+	IndexFile  int64   `json:"index_file_bytes"` // the search index's file (sqlite.SearchIndexPath)
 	IndexRatio float64 `json:"index_per_text_byte"`
 }
 
@@ -157,6 +158,9 @@ func Fill(ctx context.Context, cfg FillConfig) (FillResult, error) {
 	}
 	if info, err := os.Stat(cfg.DB); err == nil {
 		res.FileBytes = info.Size()
+	}
+	if info, err := os.Stat(sqlite.SearchIndexPath(cfg.DB)); err == nil {
+		res.IndexFile = info.Size()
 	}
 	res.IndexRatio = float64(res.IndexBytes) / float64(res.TextBytes)
 	return res, ctx.Err()

@@ -14,9 +14,10 @@ import (
 // section 3): the real program stores a unique string among other
 // messages (in the lobby, in a private chat, and as an edit's new text),
 // deletes them, is stopped with `dce websocket stop`, and then no byte of
-// dce.db, dce.db-wal or dce.db-shm holds the string; the messages that
-// were not deleted are still there. Without secure_delete (sqlite's DSN)
-// the string is found in dce.db.
+// dce.db, dce.db-wal or dce.db-shm, nor of the search index's
+// dce-search.db and its -wal and -shm, holds the string, and both logs are
+// empty; the messages that were not deleted are still in both files.
+// Without secure_delete (sqlite's DSN) the string is found in dce.db.
 func TestDeletedTextLeavesTheFilesAfterStop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process test: skipped in -short mode")
@@ -91,7 +92,7 @@ func TestDeletedTextLeavesTheFilesAfterStop(t *testing.T) {
 		t.Fatal("the server did not exit after stop")
 	}
 	files := 0
-	for _, name := range []string{"dce.db", "dce.db-wal", "dce.db-shm"} {
+	for _, name := range []string{"dce.db", "dce.db-wal", "dce.db-shm", "dce-search.db", "dce-search.db-wal", "dce-search.db-shm"} {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if os.IsNotExist(err) {
 			continue
@@ -103,14 +104,14 @@ func TestDeletedTextLeavesTheFilesAfterStop(t *testing.T) {
 		if i := bytes.Index(b, []byte(canary)); i >= 0 {
 			t.Errorf("%s holds the deleted text at byte %d", name, i)
 		}
-		if name == "dce.db-wal" && len(b) != 0 {
-			t.Errorf("dce.db-wal holds %d bytes after a clean stop, want none", len(b))
+		if strings.HasSuffix(name, "-wal") && len(b) != 0 {
+			t.Errorf("%s holds %d bytes after a clean stop, want none", name, len(b))
 		}
-		if name == "dce.db" && !bytes.Contains(b, []byte(kept)) {
-			t.Error("dce.db does not hold a message that was not deleted: the test looks in the wrong place")
+		if (name == "dce.db" || name == "dce-search.db") && !bytes.Contains(b, []byte(kept)) {
+			t.Errorf("%s does not hold a message that was not deleted: the test looks in the wrong place", name)
 		}
 	}
-	if files == 0 {
-		t.Fatal("no store file found")
+	if files < 2 {
+		t.Fatalf("%d store files found, want the store's and the search index's", files)
 	}
 }

@@ -11,7 +11,8 @@ import (
 
 // Edits and deletions of stored messages. Each is a change with a seq of
 // its own (PROTOCOL.md section 3): it goes through the single writer like
-// an append, keeps the search index in the same transaction, and runs its
+// an append (the indexer, indexer.go, follows it into the search index
+// after the commit), and runs its
 // published action on the publisher, in seq order with every other
 // change's (writer.go).
 
@@ -52,7 +53,8 @@ func (db *DB) MessageFor(ctx context.Context, reader, id int64) (model.Message, 
 }
 
 // EditLater replaces the text of message id, marks it edited and gives it
-// a new seq, and reindexes it for search, in one transaction. It queues
+// a new seq, in one transaction (search finds the new text, not the old,
+// once it commits; indexer.go). It queues
 // the edit now and returns a function that waits for the commit and
 // returns the message as stored after it (sender joined in, Conv the
 // canonical key); store.ErrNotFound if there is no such message or it is
@@ -73,7 +75,8 @@ func (db *DB) EditLater(ctx context.Context, id int64, text string, published fu
 }
 
 // DeleteLater deletes message id: its text and file are removed (from the
-// row, the search index and, as space is reused, the file: secure_delete),
+// row and, as space is reused, the file: secure_delete; the indexer then
+// removes it from the search index, indexer.go),
 // it is marked deleted and gets a new seq. It queues the deletion now and
 // returns a function that waits for the commit and returns the message as
 // stored after it. A message already deleted stores nothing and gives it
@@ -124,12 +127,6 @@ func (e *editing) apply(tx *sql.Tx) error {
 		e.missing = true
 		return nil
 	}
-	if _, err := db.inTx(tx, db.statements.deleteSearch).Exec(e.id); err != nil {
-		return err
-	}
-	if _, err := db.inTx(tx, db.statements.insertSearch).Exec(e.id, e.text); err != nil {
-		return err
-	}
 	e.stored, err = messageInTx(tx, e.id)
 	return err
 }
@@ -156,9 +153,6 @@ func (d *deleting) apply(tx *sql.Tx) error {
 			return nil
 		}
 		d.already = err == nil
-		return err
-	}
-	if _, err := db.inTx(tx, db.statements.deleteSearch).Exec(d.id); err != nil {
 		return err
 	}
 	d.stored, err = messageInTx(tx, d.id)

@@ -89,11 +89,6 @@ func (a *appending) apply(tx *sql.Tx) error {
 		if a.stored.ID, err = result.LastInsertId(); err != nil {
 			return err
 		}
-		if m.Text != "" && !db.withoutSearchIndex { // found by im/search once this commits
-			if _, err := db.inTx(tx, db.statements.insertSearch).Exec(a.stored.ID, m.Text); err != nil {
-				return err
-			}
-		}
 		if m.ToUser != 0 {
 			return db.noteDirect(tx, m.Sender, m.ToUser, string(m.Key))
 		}

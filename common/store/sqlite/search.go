@@ -1,9 +1,13 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -23,21 +27,47 @@ const (
 	ShortSearchWindow = 10000
 )
 
-// searchSQL finds ?1 (an FTS5 phrase) among what ?2 may read, newest
-// first, below id ?3, at most ?4; the index yields rowids newest first, so
-// a page stops as soon as it is full. %CONV% is inConversation or
-// inEvery.
-const searchSQL = `SELECT ` + messageColumns + `
-FROM messages_search s
-JOIN messages m ON m.id = s.rowid
-JOIN users u ON u.id = m.sender
-WHERE messages_search MATCH ?1 AND s.rowid < ?3 AND m.deleted = 0 AND %CONV% AND ` + readableBy + `
-ORDER BY s.rowid DESC LIMIT ?4`
+// The queries of an indexed search (searchIndexed; the contract is in
+// indexer.go). searchHitsSQL, on the index file, yields the rowids
+// matching ?1 (an FTS5 phrase) below id ?2, newest first, so a page stops
+// as soon as it is full. On the store file, searchVerifySQL keeps of the
+// ids in the JSON array ?1 the messages ?2 may read whose current seq is
+// at most the watermark ?3 (the others changed since they were indexed),
+// in conversation ?4 when %CONV% is byConversation; searchTailSQL reads
+// the changes above the watermark ?1 below id ?3 that ?2 may read, to be
+// matched in the server. The conversation's condition is "+m.conv_key"
+// so that neither uses the conversation index instead of the rowids or
+// the seq.
+const (
+	searchHitsSQL = `SELECT rowid FROM messages_search WHERE messages_search MATCH ?1 AND rowid < ?2 ORDER BY rowid DESC`
+
+	searchVerifySQL = `SELECT ` + messageColumns + `
+FROM messages m JOIN users u ON u.id = m.sender
+WHERE m.id IN (SELECT value FROM json_each(?1)) AND m.seq <= ?3 AND m.deleted = 0 AND %CONV% AND ` + readableBy + `
+ORDER BY m.id DESC`
+
+	searchTailSQL = `SELECT ` + messageColumns + `
+FROM messages m JOIN users u ON u.id = m.sender
+WHERE m.seq > ?1 AND m.id < ?3 AND m.deleted = 0 AND m.text <> '' AND %CONV% AND ` + readableBy + `
+ORDER BY m.seq`
+
+	byConversation = `+m.conv_key = ?4`
+	inEveryConv    = `?4 = ''`
+)
+
+// searchVerifyBatch is how many index hits the first verification query
+// of a search takes; each next one takes twice as many, up to
+// maxSearchVerifyBatch.
+const (
+	searchVerifyBatch    = 32
+	maxSearchVerifyBatch = 1024
+)
 
 // shortSearchSQL scans the newest ShortSearchWindow messages ?2 may read
-// below id ?3 (%CONV% as in searchSQL) for one of the case
-// variants given from ?6 on (shortSearchMatch), newest first, at most ?4.
-// ?1 is unused, so the parameters line up with searchSQL's.
+// below id ?3, in conversation ?5 when %CONV% is inConversation, for one
+// of the case variants given from ?6 on (caseVariants), newest first, at
+// most ?4. ?1 is unused, so the parameters line up with
+// scanConversationSQL's.
 const shortSearchSQL = `SELECT ` + messageColumns + `
 FROM (SELECT m.id FROM messages m
 	WHERE m.id < ?3 AND %CONV% AND ` + readableBy + `
@@ -47,9 +77,9 @@ JOIN users u ON u.id = m.sender
 WHERE ?1 = ?1 AND m.deleted = 0 AND (%s)
 ORDER BY m.id DESC LIMIT ?4`
 
-// The condition on the conversation of searchSQL and shortSearchSQL: ?5
-// names it, or every conversation (so that the planner can use the
-// conversation index when one is named).
+// The condition on the conversation of shortSearchSQL: ?5 names it, or
+// every conversation (so that the planner can use the conversation index
+// when one is named).
 const (
 	inConversation = `m.conv_key = ?5`
 	inEvery        = `?5 = ''`
@@ -63,7 +93,8 @@ const (
 // case-insensitive (Unicode simple case folding) and works on any
 // substring in any script.
 //
-// A q of three characters or more is looked up in the trigram index. One
+// A q of three characters or more is looked up in the trigram index
+// (searchIndexed), whatever the index has caught up with. One
 // or two characters cannot be: they are matched by scanning the newest
 // ShortSearchWindow messages reader may read below before, so older
 // matches are found only by paging with before, and more then speaks of
@@ -85,17 +116,18 @@ func (db *DB) Search(ctx context.Context, reader int64, q string, key model.Conv
 			return db.scanConversation(ctx, reader, q, key, before, limit)
 		}
 	}
-	query, args := searchSQL, []any{ftsPhrase(q), reader, before, limit + 1, string(key)}
-	if utf8.RuneCountInString(q) < 3 {
-		variants := caseVariants(q)
-		match := make([]string, len(variants))
-		for i, variant := range variants {
-			match[i] = "instr(m.text, ?" + strconv.Itoa(6+i) + ") > 0"
-			args = append(args, variant)
-		}
-		query = strings.Replace(strings.Replace(shortSearchSQL, "%d", strconv.Itoa(ShortSearchWindow), 1),
-			"%s", strings.Join(match, " OR "), 1)
+	if utf8.RuneCountInString(q) >= 3 {
+		return db.searchIndexed(ctx, reader, q, key, before, limit)
 	}
+	args := []any{"", reader, before, limit + 1, string(key)}
+	variants := caseVariants(q)
+	match := make([]string, len(variants))
+	for i, variant := range variants {
+		match[i] = "instr(m.text, ?" + strconv.Itoa(6+i) + ") > 0"
+		args = append(args, variant)
+	}
+	query := strings.Replace(strings.Replace(shortSearchSQL, "%d", strconv.Itoa(ShortSearchWindow), 1),
+		"%s", strings.Join(match, " OR "), 1)
 	conv := inEvery
 	if key != "" {
 		conv = inConversation
@@ -112,6 +144,152 @@ func (db *DB) Search(ctx context.Context, reader int64, q string, key model.Conv
 		msgs = msgs[:limit]
 	}
 	return msgs, more, nil
+}
+
+// searchIndexed is Search for a q of three characters or more: the index
+// hits whose message has not changed since the watermark, verified
+// against the store file, and the changes above the watermark matched
+// here, folding case as the index does (indexer.go's contract). Without
+// an index (Options.withoutSearchIndex) the watermark is 0: everything is
+// matched here.
+func (db *DB) searchIndexed(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) ([]model.Message, bool, error) {
+	conv := inEveryConv
+	if key != "" {
+		conv = byConversation
+	}
+	// The index's snapshot begins with the watermark; the store's, with
+	// the tail, after it: the store then holds every change up to the
+	// watermark, and the hits are those of that watermark.
+	var (
+		index     *sql.Tx
+		watermark int64
+	)
+	if db.index != nil {
+		var err error
+		if index, err = db.index.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}); err != nil {
+			return nil, false, err
+		}
+		defer index.Rollback()
+		if err := index.QueryRowContext(ctx, watermarkSQL).Scan(&watermark); err != nil {
+			return nil, false, err
+		}
+	}
+	store, err := db.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, false, err
+	}
+	defer store.Rollback()
+
+	folded := foldCase(q)
+	rows, err := store.QueryContext(ctx, strings.Replace(searchTailSQL, "%CONV%", conv, 1), watermark, reader, before, string(key))
+	if err != nil {
+		return nil, false, err
+	}
+	var tail []model.Message // the changes above the watermark that match, any id order
+	for rows.Next() {
+		msg, err := scanMessage(rows)
+		if err != nil {
+			rows.Close()
+			return nil, false, err
+		}
+		if strings.Contains(foldCase(msg.Text), folded) {
+			tail = append(tail, msg)
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, false, err
+	}
+
+	var found []model.Message // verified hits, newest first
+	if index != nil {
+		if found, err = db.verifiedHits(ctx, index, store, q, conv, reader, key, before, watermark, limit, tail); err != nil {
+			return nil, false, err
+		}
+	}
+	msgs := append(found, tail...)
+	slices.SortFunc(msgs, func(a, b model.Message) int { return cmp.Compare(b.ID, a.ID) })
+	more := len(msgs) > limit
+	if more {
+		msgs = msgs[:limit]
+	}
+	return msgs, more, nil
+}
+
+// verifiedHits reads the index hits of q below before, newest first, and
+// keeps those the store (in its snapshot store) says reader may read and
+// have not changed since watermark, until, with the tail's matches above
+// them, they fill a page and one more.
+func (db *DB) verifiedHits(ctx context.Context, index, store *sql.Tx, q, conv string, reader int64, key model.ConvKey, before, watermark int64, limit int, tail []model.Message) ([]model.Message, error) {
+	hits, err := index.QueryContext(ctx, searchHitsSQL, ftsPhrase(q), before)
+	if err != nil {
+		return nil, err
+	}
+	defer hits.Close()
+	verify := strings.Replace(searchVerifySQL, "%CONV%", conv, 1)
+	folded := foldCase(q)
+	var (
+		found []model.Message
+		batch []int64
+		size  = searchVerifyBatch
+	)
+	// full reports whether the page is full whatever the hits still to
+	// come: they are all older than the last one kept.
+	full := func() bool {
+		if len(found) == 0 {
+			return false
+		}
+		n, oldest := len(found), found[len(found)-1].ID
+		for _, msg := range tail {
+			if msg.ID > oldest {
+				n++
+			}
+		}
+		return n > limit
+	}
+	flush := func() error {
+		list, _ := json.Marshal(batch)
+		batch = batch[:0]
+		rows, err := store.QueryContext(ctx, verify, string(list), reader, watermark, string(key))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			msg, err := scanMessage(rows)
+			if err != nil {
+				return err
+			}
+			if strings.Contains(foldCase(msg.Text), folded) { // whatever the index's state
+				found = append(found, msg)
+			}
+		}
+		return rows.Err()
+	}
+	for hits.Next() {
+		var id int64
+		if err := hits.Scan(&id); err != nil {
+			return nil, err
+		}
+		if batch = append(batch, id); len(batch) < size {
+			continue
+		}
+		if err := flush(); err != nil {
+			return nil, err
+		}
+		if full() {
+			return found, nil
+		}
+		size = min(2*size, maxSearchVerifyBatch)
+	}
+	if err := hits.Err(); err != nil {
+		return nil, err
+	}
+	if len(batch) > 0 {
+		if err := flush(); err != nil {
+			return nil, err
+		}
+	}
+	return found, nil
 }
 
 // SmallConversation is the most messages (below before) a conversation
@@ -208,11 +386,12 @@ func caseVariants(q string) []string {
 	return variants
 }
 
-// IndexBytes is the size of the search index in the store file at path:
-// the pages of messages_search's shadow tables, as the dbstat table
-// counts them. The file must not be open for writing elsewhere.
+// IndexBytes is the size of the search index of the store file at path:
+// the pages of messages_search's shadow tables in its index file
+// (SearchIndexPath), as the dbstat table counts them. The store must not
+// be open for writing elsewhere.
 func IndexBytes(ctx context.Context, path string) (int64, error) {
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	db, err := sql.Open("sqlite", "file:"+SearchIndexPath(path)+"?mode=ro")
 	if err != nil {
 		return 0, err
 	}

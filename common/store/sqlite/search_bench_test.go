@@ -18,24 +18,40 @@ import (
 )
 
 // BenchmarkSearchIndexAppendRatio measures what the search index costs
-// the writer: durable appends (synchronous=FULL, group commit) from 256
+// appends: durable appends (synchronous=FULL, group commit) from 256
 // writers waiting for their commits, as im/send does, of mixed English
-// and Chinese texts, into a store that indexes them and one that does not,
+// and Chinese texts, into a store whose indexer runs meanwhile (on its
+// own file and goroutine, indexer.go) and into one with no index,
 // interleaved round by round on fresh files. Each b.N is one round of
-// both; it reports the medians and their ratio. Run it with
+// both. It reports the medians of the rates and their ratio, how far
+// behind the indexer was when the last append returned (seqs), and how
+// fast it then caught up. Run it with
 //
 //	go test ./common/store/sqlite -run x -bench SearchIndexAppendRatio -benchtime 3x
 func BenchmarkSearchIndexAppendRatio(b *testing.B) {
-	const writers, perRound = 256, 20000
-	var with, without []float64
+	const writers, perRound = 256, 60000
+	var with, without, lags, catchUps []float64
 	for round := 0; round < b.N; round++ {
 		for _, indexed := range []bool{round%2 == 0, round%2 != 0} { // alternate which goes first
-			rate := appendRate(b, writers, perRound, indexed)
-			if indexed {
-				with = append(with, rate)
-			} else {
+			db := MustOpen(b, Options{Path: filepath.Join(b.TempDir(), "bench.db"), withoutSearchIndex: !indexed})
+			rate := appendRateDB(b, db, writers, perRound)
+			if !indexed {
 				without = append(without, rate)
+				db.Close()
+				continue
 			}
+			with = append(with, rate)
+			lag, err := db.SearchIndexLag(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			start := time.Now()
+			if err := db.catchUpIndex(context.Background(), nil); err != nil {
+				b.Fatal(err)
+			}
+			lags = append(lags, float64(lag))
+			catchUps = append(catchUps, float64(lag)/time.Since(start).Seconds())
+			db.Close()
 		}
 	}
 	median := func(list []float64) float64 {
@@ -46,20 +62,13 @@ func BenchmarkSearchIndexAppendRatio(b *testing.B) {
 	b.ReportMetric(median(with), "indexed-msgs/s")
 	b.ReportMetric(median(without), "unindexed-msgs/s")
 	b.ReportMetric(median(with)/median(without), "ratio")
-	b.Logf("indexed %v msgs/s, unindexed %v msgs/s", with, without)
+	b.ReportMetric(median(lags), "lag-seqs")
+	b.ReportMetric(median(catchUps), "catch-up-seqs/s")
+	b.Logf("indexed %v msgs/s, unindexed %v msgs/s; lag at the end %v seqs, caught up at %v seqs/s", with, without, lags, catchUps)
 }
 
-// appendRate appends n messages from writers goroutines into a fresh
-// store and returns the messages per second.
-func appendRate(b *testing.B, writers, n int, indexed bool) float64 {
-	b.Helper()
-	db := MustOpen(b, Options{Path: filepath.Join(b.TempDir(), "bench.db")})
-	db.withoutSearchIndex = !indexed
-	return appendRateDB(b, db, writers, n)
-}
-
-// appendRateDB appends n messages from writers goroutines into db, closes
-// it, and returns the messages per second.
+// appendRateDB appends n messages from writers goroutines into db and
+// returns the messages per second, counted until the last append returns.
 func appendRateDB(b testing.TB, db *DB, writers, n int) float64 {
 	b.Helper()
 	const senders = 50
@@ -99,9 +108,7 @@ func appendRateDB(b testing.TB, db *DB, writers, n int) float64 {
 		})
 	}
 	wait.Wait()
-	rate := float64(n) / time.Since(start).Seconds()
-	db.Close()
-	return rate
+	return float64(n) / time.Since(start).Seconds()
 }
 
 // mixedText is a chat line: English words, Chinese words, or both.

@@ -1,5 +1,7 @@
 // Package sqlite is the embedded durable store: users, sessions and messages
-// in one SQLite file (modernc.org/sqlite, pure Go).
+// in one SQLite file (modernc.org/sqlite, pure Go), and the search index of
+// their texts in a second file next to it, kept by a goroutine of its own
+// (indexer.go).
 //
 // The file is opened twice: a writer handle with a single connection, whose
 // transactions BEGIN IMMEDIATE, and a pool of read-only connections. Every
@@ -45,6 +47,16 @@ type Options struct {
 	// default DefaultSessionSweep, negative never. Open removes them once
 	// before it returns unless it is negative.
 	SessionSweep time.Duration
+
+	// withoutSearchIndex opens no search index and runs no indexer:
+	// set only by the benchmark that measures what the index costs
+	// appends (search_bench_test.go). Search then matches every message
+	// by a scan.
+	withoutSearchIndex bool
+	// indexerStopped opens the search index but starts no indexer: the
+	// index stays where Open found it, until Close drains it. Set only by
+	// tests of a search index left behind.
+	indexerStopped bool
 }
 
 // DefaultMaxBatch is the most writes one group commit takes when
@@ -82,10 +94,9 @@ type DB struct {
 	directKnown map[directPair]struct{}
 	directAdded []directPair
 
-	// withoutSearchIndex makes appends skip the search index: set only
-	// by the benchmark that measures what the index costs the writer
-	// (search_bench_test.go).
-	withoutSearchIndex bool
+	// index is the search index's file and its indexer (indexer.go); nil
+	// with Options.withoutSearchIndex.
+	index *indexer
 
 	statements      statements
 	boundStatements boundStatements // owned by the writer goroutine
@@ -170,8 +181,18 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		db.closeHandles(false)
 		return nil, err
 	}
+	if !opts.withoutSearchIndex {
+		if err := db.openIndex(ctx, path, readers); err != nil {
+			db.closeIndex(false)
+			db.closeHandles(false)
+			return nil, err
+		}
+	}
 	go db.runWriter()
 	go db.runPublisher()
+	if !opts.indexerStopped {
+		db.startIndexer()
+	}
 	if err := db.startJanitor(ctx, opts.SessionSweep); err != nil {
 		db.Close()
 		return nil, err
@@ -201,8 +222,8 @@ func dsn(path, synchronous string, writer bool) string {
 	// A deleted message loses its text in the file too (PROTOCOL.md
 	// section 3): SQLite overwrites the space a row or page gives up with
 	// zeros instead of leaving the old bytes there. The search index does
-	// the same for its entries ('secure-delete', migration 0005), and a
-	// clean Close empties the write-ahead log (checkpointAndTruncate).
+	// the same for its entries ('secure-delete', indexer.go), and a clean
+	// Close empties both files' write-ahead logs (checkpointAndTruncate).
 	query.Add("_pragma", "secure_delete(1)")
 	if writer {
 		// A deferred transaction that later writes can fail with
@@ -238,7 +259,7 @@ func (db *DB) Close() error {
 		close(db.requests)
 		db.gate.Unlock()
 		<-db.writerDone
-		db.closeErr = db.closeHandles(true)
+		db.closeErr = errors.Join(db.closeIndex(true), db.closeHandles(true))
 	})
 	return db.closeErr
 }
@@ -252,21 +273,21 @@ func (db *DB) closeHandles(checkpoint bool) error {
 		err = errors.Join(err, db.reader.Close())
 	}
 	if checkpoint && err == nil {
-		err = db.checkpointAndTruncate()
+		err = checkpointAndTruncate(db.writer)
 	}
 	return errors.Join(err, db.writer.Close())
 }
 
-// checkpointAndTruncate copies every page of the write-ahead log into the
-// database file and truncates the log to nothing: the log holds old
+// checkpointAndTruncate copies every page of the write-ahead log of
+// writer's file (the store's or the search index's) into the file and truncates the log to nothing: the log holds old
 // versions of pages, the text of deleted messages among them, and after a
 // clean stop nothing of those may remain in the store's files. Another
 // process reading the file at that moment (the command line) keeps the
 // log from being emptied; that is not an error, and the next clean stop
 // empties it.
-func (db *DB) checkpointAndTruncate() error {
+func checkpointAndTruncate(writer *sql.DB) error {
 	var busy, logPages, checkpointed int
-	if err := db.writer.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logPages, &checkpointed); err != nil {
+	if err := writer.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logPages, &checkpointed); err != nil {
 		return fmt.Errorf("sqlite: checkpoint on close: %w", err)
 	}
 	return nil

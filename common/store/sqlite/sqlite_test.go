@@ -98,7 +98,8 @@ func TestPragmas(t *testing.T) {
 func TestOpenCreatesPrivateFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "runtime", "db")
 	MustOpen(t, Options{Path: filepath.Join(dir, "dce.db")})
-	for path, want := range map[string]os.FileMode{dir: 0o700 | os.ModeDir, filepath.Join(dir, "dce.db"): 0o600} {
+	for path, want := range map[string]os.FileMode{dir: 0o700 | os.ModeDir, filepath.Join(dir, "dce.db"): 0o600,
+		filepath.Join(dir, "dce-search.db"): 0o600, filepath.Join(dir, "dce-search.db-wal"): 0o600} {
 		info, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
@@ -456,12 +457,24 @@ func TestQueryPlans(t *testing.T) {
 		"lastSeq":              {lastSeqSQL, nil, "sqlite_autoindex_messages_1"},
 		"sync groups":          {syncSQL, []any{0, 1, 10}, "COVERING INDEX group_members_user (user_id=?)"},
 		"conversations groups": {conversationsSQL, []any{1}, "COVERING INDEX group_members_user (user_id=?)"},
-		"search":               {strings.Replace(searchSQL, "%CONV%", inEvery, 1), []any{`"abc"`, 1, 100, 21, ""}, "VIRTUAL TABLE INDEX"},
-		"search with": {strings.Replace(searchSQL, "%CONV%", inConversation, 1), []any{`"abc"`, 1, 100, 21, "room:lobby"},
-			"VIRTUAL TABLE INDEX"},
-		"message for": {messageForSQL, []any{1, 1}, "INTEGER PRIMARY KEY (rowid=?)"},
+		"search verify": {strings.Replace(searchVerifySQL, "%CONV%", inEveryConv, 1), []any{"[1,2]", 1, 100, ""},
+			"INTEGER PRIMARY KEY (rowid=?)"},
+		"search verify with": {strings.Replace(searchVerifySQL, "%CONV%", byConversation, 1), []any{"[1,2]", 1, 100, "room:lobby"},
+			"INTEGER PRIMARY KEY (rowid=?)"},
+		"search tail": {strings.Replace(searchTailSQL, "%CONV%", inEveryConv, 1), []any{100, 1, 100, ""},
+			"sqlite_autoindex_messages_1 (seq>?)"},
+		"search tail with": {strings.Replace(searchTailSQL, "%CONV%", byConversation, 1), []any{100, 1, 100, "room:lobby"},
+			"sqlite_autoindex_messages_1 (seq>?)"},
+		"indexer changes": {changesSQL, []any{100, 10}, "sqlite_autoindex_messages_1 (seq>?)"},
+		"indexer purge":   {changedSinceSQL, []any{100}, "sqlite_autoindex_messages_1 (seq>?)"},
+		"search hits":     {searchHitsSQL, []any{`"abc"`, 100}, "VIRTUAL TABLE INDEX"}, // on the index file
+		"message for":     {messageForSQL, []any{1, 1}, "INTEGER PRIMARY KEY (rowid=?)"},
 	} {
-		rows, err := db.reader.Query("EXPLAIN QUERY PLAN "+c.query, c.arguments...)
+		on := db.reader
+		if c.query == searchHitsSQL {
+			on = db.index.reader
+		}
+		rows, err := on.Query("EXPLAIN QUERY PLAN "+c.query, c.arguments...)
 		if err != nil {
 			t.Fatal(err)
 		}

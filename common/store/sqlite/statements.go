@@ -45,19 +45,12 @@ const (
 		WHERE m.seq > ?1 AND ` + readableBy + ` ORDER BY m.seq LIMIT ?3`
 
 	lastSeqSQL = `SELECT COALESCE(MAX(seq), 0) FROM messages`
-
-	// The search index (migration 0005), kept by the writer with the
-	// message in one transaction.
-	insertSearchSQL = `INSERT INTO messages_search (rowid, text) VALUES (?, ?)`
-	deleteSearchSQL = `DELETE FROM messages_search WHERE rowid = ?`
 )
 
 // statements holds the prepared statements.
 type statements struct {
 	insertMessage *sql.Stmt // writer
 	insertDirect  *sql.Stmt // writer
-	insertSearch  *sql.Stmt // writer
-	deleteSearch  *sql.Stmt // writer
 	messageByCID  *sql.Stmt // writer
 	writerLastSeq *sql.Stmt // writer
 	loadNewest    *sql.Stmt // reader
@@ -74,8 +67,6 @@ func (s *statements) prepare(ctx context.Context, writer, reader *sql.DB) error 
 	}{
 		{&s.insertMessage, writer, insertMessageSQL},
 		{&s.insertDirect, writer, insertDirectSQL},
-		{&s.insertSearch, writer, insertSearchSQL},
-		{&s.deleteSearch, writer, deleteSearchSQL},
 		{&s.messageByCID, writer, messageByCIDSQL},
 		{&s.writerLastSeq, writer, lastSeqSQL},
 		{&s.loadNewest, reader, loadNewestSQL},
@@ -94,7 +85,7 @@ func (s *statements) prepare(ctx context.Context, writer, reader *sql.DB) error 
 
 func (s *statements) close() error {
 	var err error
-	for _, statement := range []*sql.Stmt{s.insertMessage, s.insertDirect, s.insertSearch, s.deleteSearch, s.messageByCID, s.writerLastSeq, s.loadNewest, s.loadOldest, s.sync, s.lastSeq} {
+	for _, statement := range []*sql.Stmt{s.insertMessage, s.insertDirect, s.messageByCID, s.writerLastSeq, s.loadNewest, s.loadOldest, s.sync, s.lastSeq} {
 		if statement != nil {
 			err = errors.Join(err, statement.Close())
 		}

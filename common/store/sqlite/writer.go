@@ -228,7 +228,11 @@ func (db *DB) runWriter() {
 				runtime.Gosched()
 			}
 		}
+		seqBefore := db.nextSeq
 		db.commit(batch)
+		if db.nextSeq != seqBefore { // messages changed: the indexer follows
+			db.wakeIndexer()
+		}
 		db.committed <- batch // never blocks: there are only as many batches as its room
 	}
 }
