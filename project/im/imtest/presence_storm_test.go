@@ -183,7 +183,10 @@ func TestA19PresenceStorm(t *testing.T) {
 		}
 	}
 	t.Logf("A19: %d im/presence about the storm's user in all, at most %d to one watcher", pushes, worstRate)
-	if cpu > 0.3 {
+	// A CPU figure under the race detector means nothing (it is 5-10
+	// times slower, and more on a loaded machine); .ci/run runs A19 again
+	// without it, where the budget holds.
+	if cpu > 0.3 && !raceEnabled {
 		t.Errorf("the server used %.3f CPU-seconds for the storm, want <= 0.3", cpu)
 	}
 	final.Close()
