@@ -10,7 +10,12 @@ import (
 	"dce/common/store"
 )
 
-// Groups and their members (migration 0004). Every change goes through the
+// Groups and their members (migration 0004). A dissolved group keeps its
+// groups row with members 0 (its group_members rows go): every read here
+// skips such rows, and since the row stays, its id is never taken again
+// (an INTEGER PRIMARY KEY takes one more than the largest id in use), so
+// no later group's members can read the dissolved group's messages. Every
+// change goes through the
 // single writer, and its after-commit action (the caller's, given as
 // committed) runs on the publisher in commit order with every message's
 // push: the chat keeps membership in memory and changes it there, so a
@@ -150,8 +155,9 @@ func (db *DB) AddGroupMember(ctx context.Context, group, user int64, maxMembers 
 // RemoveGroupMember takes user out of group (a leave or a removal). A user
 // who is not a member changes nothing (Changed false). When the owner
 // goes, ownership passes to the member first in the join order; when the
-// last member goes, the group is deleted (Dissolved) and its messages stay,
-// readable by no one. store.ErrNotFound if there is no such group.
+// last member goes, the group is dissolved (Dissolved): its row stays with
+// members 0, so its id is never reused, and its messages stay, readable by
+// no one. store.ErrNotFound if there is no such group.
 func (db *DB) RemoveGroupMember(ctx context.Context, group, user int64, committed func(model.GroupChange)) (model.GroupChange, error) {
 	return db.writeGroup(ctx, func(tx *sql.Tx, w *groupWrite) error {
 		g, found, err := groupByID(tx, group)
@@ -171,7 +177,7 @@ func (db *DB) RemoveGroupMember(ctx context.Context, group, user int64, committe
 		w.change.Group.Members--
 		if w.change.Group.Members == 0 {
 			w.change.Dissolved = true
-			_, err := tx.Exec(`DELETE FROM groups WHERE id = ?`, group)
+			_, err := tx.Exec(`UPDATE groups SET members = 0 WHERE id = ?`, group)
 			return err
 		}
 		if g.Owner == user {
@@ -204,7 +210,7 @@ func (db *DB) RenameGroup(ctx context.Context, group int64, name string, committ
 }
 
 // Groups returns every group with its members in join order, by id: what
-// the chat loads into memory when it starts.
+// the chat loads into memory when it starts. Dissolved groups are left out.
 func (db *DB) Groups(ctx context.Context) ([]model.GroupMembers, error) {
 	if err := db.checkOpen(); err != nil {
 		return nil, err
@@ -214,7 +220,7 @@ func (db *DB) Groups(ctx context.Context) ([]model.GroupMembers, error) {
 		return nil, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT id, name, owner, private, members FROM groups ORDER BY id`)
+	rows, err := tx.QueryContext(ctx, `SELECT id, name, owner, private, members FROM groups WHERE members > 0 ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}
@@ -251,9 +257,10 @@ func (db *DB) Groups(ctx context.Context) ([]model.GroupMembers, error) {
 	return groups, rows.Err()
 }
 
-// groupByID reads a group in the writer's transaction.
+// groupByID reads a group in the writer's transaction; a dissolved group
+// is not found.
 func groupByID(tx *sql.Tx, id int64) (g model.Group, found bool, err error) {
-	err = tx.QueryRow(`SELECT id, name, owner, private, members FROM groups WHERE id = ?`, id).
+	err = tx.QueryRow(`SELECT id, name, owner, private, members FROM groups WHERE id = ? AND members > 0`, id).
 		Scan(&g.ID, &g.Name, &g.Owner, &g.Private, &g.Members)
 	if errors.Is(err, sql.ErrNoRows) {
 		return model.Group{}, false, nil

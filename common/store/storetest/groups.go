@@ -269,3 +269,81 @@ func testGroupCommittedInOrder(t *testing.T, db Engine) {
 		t.Errorf("%d after-commit actions, want %d", len(log), 3+50+50)
 	}
 }
+
+// testGroupIDNotReused: dissolving the newest group and creating another
+// gives the new one a new id, so its members read nothing of the
+// dissolved group's history (Load by its key aside, which is the
+// service's to guard: no one can name a dissolved group).
+func testGroupIDNotReused(t *testing.T, db Engine) {
+	dissolved, old := dissolveNewestGroup(t, db)
+	checkDissolvedStaysUnread(t, db, dissolved, old)
+}
+
+// GroupIDNotReusedAfterReopen is testGroupIDNotReused across a reopen,
+// for the engines whose data outlives the process: db is a fresh store,
+// and reopen closes it and returns the same data opened again.
+func GroupIDNotReusedAfterReopen(t *testing.T, db Engine, reopen func(Engine) Engine) {
+	dissolved, old := dissolveNewestGroup(t, db)
+	db = reopen(db)
+	if _, ok := storedGroup(t, db, dissolved.ID); ok {
+		t.Errorf("after reopening, Groups has the dissolved group %d", dissolved.ID)
+	}
+	checkDissolvedStaysUnread(t, db, dissolved, old)
+}
+
+// dissolveNewestGroup makes a group, the newest, with a message from each
+// of its two members, and dissolves it: both leave.
+func dissolveNewestGroup(t *testing.T, db Engine) (model.Group, []model.Message) {
+	ctx := context.Background()
+	ann, bob := MustCreateUser(t, db, "Ann"), MustCreateUser(t, db, "Bob")
+	MustCreateGroup(t, db, model.NewGroup{Name: "older", Owner: bob.ID})
+	g := MustCreateGroup(t, db, model.NewGroup{Name: "old", Owner: ann.ID, Members: []int64{bob.ID}})
+	old := []model.Message{
+		MustAppend(t, db, GroupMessage(ann.ID, g.ID, "canary from the old group")),
+		MustAppend(t, db, GroupMessage(bob.ID, g.ID, "canary two")),
+	}
+	for _, user := range []int64{ann.ID, bob.ID} {
+		if _, err := db.RemoveGroupMember(ctx, g.ID, user, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := storedGroup(t, db, g.ID); ok {
+		t.Fatalf("Groups still has the dissolved group %d", g.ID)
+	}
+	return g, old
+}
+
+// checkDissolvedStaysUnread creates a group after dissolved and checks that
+// it has a new id and that its members read none of old.
+func checkDissolvedStaysUnread(t *testing.T, db Engine, dissolved model.Group, old []model.Message) {
+	ctx := context.Background()
+	cat, dan := MustCreateUser(t, db, "Cat"), MustCreateUser(t, db, "Dan")
+	g := MustCreateGroup(t, db, model.NewGroup{Name: "new", Owner: cat.ID, Members: []int64{dan.ID}})
+	if g.ID <= dissolved.ID {
+		t.Fatalf("the group created after group %d dissolved has id %d, want a new one", dissolved.ID, g.ID)
+	}
+	author := old[0].From.ID
+	if _, err := db.AddGroupMember(ctx, dissolved.ID, author, 0, nil); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("AddGroupMember(dissolved group) = %v, want ErrNotFound", err)
+	}
+	for _, user := range []int64{cat.ID, dan.ID, author} {
+		msgs, _, _, err := db.Sync(ctx, user, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) != 0 {
+			t.Errorf("user %d syncs %v, want none of the dissolved group's", user, ids(msgs))
+		}
+		if got, _ := searchIDs(t, db, user, "canary", "", 0, 0); len(got) != 0 {
+			t.Errorf("user %d finds %v, want none of the dissolved group's", user, got)
+		}
+		if convs, err := db.Conversations(ctx, user); err != nil || len(convs) != 0 {
+			t.Errorf("user %d's conversations: %+v, %v; want none", user, convs, err)
+		}
+		for _, msg := range old {
+			if _, err := db.MessageFor(ctx, user, msg.ID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("MessageFor(user %d, old message %d) = %v, want ErrNotFound", user, msg.ID, err)
+			}
+		}
+	}
+}

@@ -117,6 +117,7 @@ func Run(t *testing.T, open func(t *testing.T) Engine) {
 		{"GroupMembership", testGroupMembership},
 		{"GroupReading", testGroupReading},
 		{"GroupCommittedInOrder", testGroupCommittedInOrder},
+		{"GroupIDNotReused", testGroupIDNotReused},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {

@@ -648,3 +648,76 @@ func TestX2GroupNames(t *testing.T) {
 		t.Fatalf("%d payloads accepted as names, want 5", accepted)
 	}
 }
+
+// TestGroupDissolvedIDNotReused: the newest group dissolves (its last
+// member leaves); a group created after it, before and after a restart,
+// has a new id, and its members read nothing of the old one's history
+// over im/load, im/sync, im/search and im/conversations, while the old
+// author can no longer edit their old message (not_found).
+func TestGroupDissolvedIDNotReused(t *testing.T) {
+	cfg := servertest.Config(t)
+	s1 := servertest.StartConfig(t, cfg, boot.Options{})
+	ann, cat, dan := s1.DialTCP(t), s1.DialTCP(t), s1.DialTCP(t)
+	groupLogin(t, ann, "ann")
+	catID := groupLogin(t, cat, "cat")
+	groupLogin(t, dan, "dan")
+	old := createGroup(t, ann, "old", true)
+	oldConv := fmt.Sprint("group:", old.ID)
+	secret := send(t, ann, oldConv, "canary of the old group")
+	ann.OK("im/group/leave", map[string]int64{"id": old.ID}, nil)
+
+	check := func(cat, dan, ann *servertest.Client, g model.Group, previous int64) {
+		t.Helper()
+		if g.ID <= previous {
+			t.Errorf("a group created after group %d dissolved has id %d, want a new one", previous, g.ID)
+		}
+		conv := fmt.Sprint("group:", g.ID)
+		cat.MustPush("im/group") // dan's created push, on cat's connection
+		for _, c := range []*servertest.Client{cat, dan} {
+			var page struct {
+				Messages []groupMessage `json:"messages"`
+			}
+			c.OK("im/load", map[string]any{"with": conv}, &page)
+			if len(page.Messages) != 0 {
+				t.Errorf("a new member loads %+v from %s, want nothing", page.Messages, conv)
+			}
+			c.OK("im/sync", map[string]int64{"since": 0}, &page)
+			if len(page.Messages) != 0 {
+				t.Errorf("a new member syncs %+v, want nothing", page.Messages)
+			}
+			c.OK("im/search", map[string]any{"q": "canary"}, &page)
+			if len(page.Messages) != 0 {
+				t.Errorf("a new member finds %+v, want nothing", page.Messages)
+			}
+			var convs struct {
+				Conversations []struct {
+					Conv string `json:"conv"`
+				} `json:"conversations"`
+			}
+			c.OK("im/conversations", nil, &convs)
+			if len(convs.Conversations) != 0 {
+				t.Errorf("a new member's conversations: %+v, want none", convs.Conversations)
+			}
+			wantCode(t, c, "not_found", "im/load", map[string]any{"with": oldConv})
+		}
+		wantCode(t, ann, "not_found", "im/edit", map[string]any{"id": secret, "text": "pushed to the new members"})
+		noPush(t, cat, "im/edited", 100*time.Millisecond)
+	}
+	g := createGroup(t, dan, "new", true, catID)
+	check(cat, dan, ann, g, old.ID)
+
+	// After a restart, the dissolved group stays gone and its id unused.
+	dan.OK("im/group/leave", map[string]int64{"id": g.ID}, nil)
+	cat.MustPush("im/group")
+	cat.OK("im/group/leave", map[string]int64{"id": g.ID}, nil)
+	s1.Close()
+	s2 := servertest.StartConfig(t, cfg, boot.Options{})
+	ann, cat, dan = s2.DialTCP(t), s2.DialTCP(t), s2.DialTCP(t)
+	groupLogin(t, ann, "ann")
+	groupLogin(t, cat, "cat")
+	groupLogin(t, dan, "dan")
+	if l := groupList(t, dan); len(l) != 0 {
+		t.Fatalf("after the restart, dan lists %+v, want no group", l)
+	}
+	check(cat, dan, ann, createGroup(t, dan, "newer", true, catID), g.ID)
+}

@@ -108,8 +108,9 @@ type Store interface {
 	// lists every member (Members). AddGroupMember puts user last in the
 	// join order. RemoveGroupMember takes user out; when the owner goes,
 	// the member first in join order becomes owner; when the last member
-	// goes the group is deleted (Dissolved) and its messages stay,
-	// readable by no one. Refusals, with nothing written:
+	// goes the group is dissolved (Dissolved): it is gone from Groups
+	// and from every later write (store.ErrNotFound), its id is never
+	// given to another group, and its messages stay, readable by no one. Refusals, with nothing written:
 	// store.ErrNotFound for no such group or user, store.ErrFull when a
 	// create or an add would take the group past maxMembers (when above
 	// 0).
