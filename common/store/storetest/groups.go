@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -345,5 +346,47 @@ func checkDissolvedStaysUnread(t *testing.T, db Engine, dissolved model.Group, o
 				t.Errorf("MessageFor(user %d, old message %d) = %v, want ErrNotFound", user, msg.ID, err)
 			}
 		}
+	}
+}
+
+// testGroupCreateMany: a creation naming hundreds of users, in any order
+// and with duplicates, keeps the join order (the owner, then by lowest
+// id), and is refused whole for one unknown user among them or one member
+// over the cap.
+func testGroupCreateMany(t *testing.T, db Engine) {
+	ctx := context.Background()
+	users := make([]int64, 300)
+	for i := range users {
+		users[i] = MustCreateUser(t, db, fmt.Sprint("user", i)).ID
+	}
+	owner := users[150]
+	named := slices.Clone(users[:257])
+	slices.Reverse(named)
+	named = append(named, users[3], owner, users[3])
+	order := append([]int64{owner}, slices.DeleteFunc(slices.Clone(users[:257]), func(id int64) bool { return id == owner })...)
+	if _, err := db.CreateGroup(ctx, model.NewGroup{Name: "big", Owner: owner, Members: append(slices.Clone(named), 4242)}, 0,
+		func(model.GroupChange) { t.Error("published a refused creation") }); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("CreateGroup(256 users and one unknown) = %v, want ErrNotFound", err)
+	}
+	if _, err := db.CreateGroup(ctx, model.NewGroup{Name: "big", Owner: owner, Members: named}, len(order)-1, nil); !errors.Is(err, store.ErrFull) {
+		t.Errorf("CreateGroup(one over the cap) = %v, want ErrFull", err)
+	}
+	change, err := db.CreateGroup(ctx, model.NewGroup{Name: "big", Owner: owner, Members: named}, len(order), nil)
+	if err != nil || !slices.Equal(change.Members, order) || change.Group.Members != len(order) {
+		t.Fatalf("CreateGroup(%d members) = %v members (%d), %v; want %v", len(order), change.Members, change.Group.Members, err, order)
+	}
+	if stored, ok := storedGroup(t, db, change.Group.ID); !ok || !slices.Equal(stored.MemberIDs, order) {
+		t.Fatalf("Groups has %v, want %v", stored.MemberIDs, order)
+	}
+	// The join order goes on after them.
+	if _, err := db.AddGroupMember(ctx, change.Group.ID, users[299], 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.RemoveGroupMember(ctx, change.Group.ID, owner, nil); err != nil {
+		t.Fatal(err)
+	}
+	if stored, _ := storedGroup(t, db, change.Group.ID); stored.Owner != users[0] ||
+		!slices.Equal(stored.MemberIDs, append(slices.Clone(order[1:]), users[299])) {
+		t.Errorf("after an add and the owner leaving: owner %d, members %v", stored.Owner, stored.MemberIDs)
 	}
 }

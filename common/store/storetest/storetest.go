@@ -118,6 +118,7 @@ func Run(t *testing.T, open func(t *testing.T) Engine) {
 		{"GroupReading", testGroupReading},
 		{"GroupCommittedInOrder", testGroupCommittedInOrder},
 		{"GroupIDNotReused", testGroupIDNotReused},
+		{"GroupCreateMany", testGroupCreateMany},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {

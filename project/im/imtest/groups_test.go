@@ -721,3 +721,37 @@ func TestGroupDissolvedIDNotReused(t *testing.T) {
 	}
 	check(cat, dan, ann, createGroup(t, dan, "newer", true, catID), g.ID)
 }
+
+// TestGroupCreateBounds: im/group/create names at most 256 members
+// (bad_request naming the cap, before any lookup or token), and creations
+// have a limiter of their own, stricter than messages (with the defaults,
+// bursts of 5 a user), which refused creations count against too.
+func TestGroupCreateBounds(t *testing.T) {
+	s := servertest.Start(t)
+	ann, bob := s.DialTCP(t), s.DialWS(t, "", nil)
+	groupLogin(t, ann, "ann")
+	bobID := groupLogin(t, bob, "bob")
+	many := make([]int64, 257)
+	for i := range many {
+		many[i] = int64(1000 + i)
+	}
+	for range 10 { // never a token: 10 of them still leave the burst whole
+		f := ann.Request("im/group/create", map[string]any{"name": "huge", "members": many})
+		if f.ErrorCode() != "bad_request" || !strings.Contains(string(f.Body), "256") {
+			t.Fatalf("create with 257 members: %s, want bad_request naming 256", f)
+		}
+	}
+	// 256 (with duplicates and the creator among them) passes the cap and
+	// is refused by the lookup: no such users.
+	wantCode(t, ann, "not_found", "im/group/create", map[string]any{"name": "big", "members": append(many[:256:256], many[0], bobID-1)})
+	for range 4 {
+		createGroup(t, ann, "ok", false, bobID)
+		bob.MustPush("im/group")
+	}
+	f := ann.Request("im/group/create", map[string]any{"name": "one too many"})
+	if f.ErrorCode() != "rate_limited" || retryAfterMS(t, f) <= 0 {
+		t.Fatalf("6th creation in a burst of 5: %s, want rate_limited with retry_after_ms", f)
+	}
+	createGroup(t, bob, "bob's own", false) // per user
+	ann.OK("im/send", map[string]string{"to": "room:lobby", "text": "sends are not held back"}, nil)
+}

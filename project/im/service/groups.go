@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"dce/app/node"
 	"dce/common/model"
@@ -116,26 +117,50 @@ func (s *Service) pushGroup(event string, about *model.User, added bool, exceptC
 	}
 }
 
-// CreateGroup creates a group owned by user with the members named.
+// MaxCreateMembers is the most members im/group/create may name (more are
+// invited): a creation is one write, and the single writer must not be
+// held long by one request.
+const MaxCreateMembers = 256
+
+// CreateGroup creates a group owned by user with the members named. The
+// cheap checks come first, then the creations limiter (so a refused
+// creation costs a token too), then the member cap, and only then does
+// anything look users up: the store, in the creation's own transaction.
 func (s *Service) CreateGroup(ctx context.Context, conn uint64, user int64, name *string, private bool, members []int64) (model.Group, error) {
 	normalized, err := groupName(name)
 	if err != nil {
 		return model.Group{}, err
 	}
+	others := make([]int64, 0, len(members))
+	for _, id := range members {
+		if id <= 0 {
+			return model.Group{}, node.Errorf(node.CodeBadRequest, "members: %d is not a user id", id)
+		}
+		if id != user {
+			others = append(others, id)
+		}
+	}
+	slices.Sort(others)
+	others = slices.Compact(others)
+	if len(others) > MaxCreateMembers {
+		return model.Group{}, node.Errorf(node.CodeBadRequest,
+			"members: at most %d at creation (%d named); invite the others", MaxCreateMembers, len(others))
+	}
+	if wait, ok := s.creations.allow(user, s.Now()); !ok {
+		return model.Group{}, node.RateLimited(wait, "too many groups created; slow down")
+	}
+	if limit := s.Limits().GroupMembers; limit > 0 && 1+len(others) > limit {
+		return model.Group{}, node.Errorf(node.CodeForbidden, "the group is full (at most %d members)", limit)
+	}
 	creator, err := s.knownUser(ctx, user)
 	if err != nil {
 		return model.Group{}, err
 	}
-	for _, id := range members {
-		if _, err := s.knownUser(ctx, id); err != nil {
-			return model.Group{}, err
-		}
-	}
-	if err := s.allowUpdate(user); err != nil {
-		return model.Group{}, err
-	}
-	change, err := s.Store.CreateGroup(ctx, model.NewGroup{Name: normalized, Owner: user, Private: private, Members: members},
+	change, err := s.Store.CreateGroup(ctx, model.NewGroup{Name: normalized, Owner: user, Private: private, Members: others},
 		s.Limits().GroupMembers, s.pushGroup(GroupCreated, &creator, false, conn))
+	if errors.Is(err, store.ErrNotFound) {
+		return model.Group{}, node.Errorf(node.CodeNotFound, "members: a user named does not exist")
+	}
 	if err != nil {
 		return model.Group{}, groupStoreError(err)
 	}

@@ -155,11 +155,14 @@ type Service struct {
 	sends    *userLimiter
 	typing   *userLimiter
 	updates  *userLimiter // read marks and profile changes, which push to others
-	users    sync.Map     // int64 -> model.Account: the accounts of recent senders
-	sent     atomic.Uint64
-	stop     chan struct{}
-	stopOnce sync.Once
-	started  time.Time
+	// creations: group creations, stricter than updates (a creation
+	// writes a row per member): creationRate of the message limits.
+	creations *userLimiter
+	users     sync.Map // int64 -> model.Account: the accounts of recent senders
+	sent      atomic.Uint64
+	stop      chan struct{}
+	stopOnce  sync.Once
+	started   time.Time
 
 	admission *admission // new connections and resumes
 	presence  *presenceFolder
@@ -182,14 +185,15 @@ func New(d Deps, cfg config.Config) *Service {
 		Deps: d,
 		hasher: NewHasher(ArgonParams{MemoryKiB: uint32(cfg.Auth.ArgonMemoryKiB), Time: uint32(cfg.Auth.ArgonTime),
 			Threads: uint8(max(1, cfg.Auth.ArgonThreads))}, slots, cfg.Auth.HashWait.Duration),
-		failures: newWindowLimiter(time.Duration(cfg.Limits.FailedLoginWindowSeconds) * time.Second),
-		signups:  newWindowLimiter(time.Hour),
-		sends:    newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
-		typing:   newUserLimiter(cfg.Limits.TypingPerSecond, cfg.Limits.TypingPerSecond),
-		updates:  newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
-		stop:     make(chan struct{}),
-		started:  d.Now(),
-		groups:   newMembership(),
+		failures:  newWindowLimiter(time.Duration(cfg.Limits.FailedLoginWindowSeconds) * time.Second),
+		signups:   newWindowLimiter(time.Hour),
+		sends:     newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
+		typing:    newUserLimiter(cfg.Limits.TypingPerSecond, cfg.Limits.TypingPerSecond),
+		updates:   newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
+		creations: newUserLimiter(creationRate(cfg.Limits)),
+		stop:      make(chan struct{}),
+		started:   d.Now(),
+		groups:    newMembership(),
 	}
 	s.admission = newAdmission(cfg.Limits)
 	s.presence = newPresenceFolder(presenceInterval, s.pushPresence)
@@ -212,6 +216,7 @@ func (s *Service) Reload(l config.Limits) {
 	s.sends.setRate(l.MessagesPerSecond, l.MessageBurst)
 	s.typing.setRate(l.TypingPerSecond, l.TypingPerSecond)
 	s.updates.setRate(l.MessagesPerSecond, l.MessageBurst)
+	s.creations.setRate(creationRate(l))
 	s.admission.setRate(l)
 }
 
@@ -232,10 +237,18 @@ func (s *Service) janitor() {
 			s.sends.sweep(now)
 			s.typing.sweep(now)
 			s.updates.sweep(now)
+			s.creations.sweep(now)
 			s.admission.sweep(now)
 			s.presence.sweep(now)
 		}
 	}
+}
+
+// creationRate is the group creations a user may make a second, and at
+// once: a tenth of the messages and a quarter of the burst, at least one
+// of each (with the defaults, 1 a second, bursts of 5).
+func creationRate(l config.Limits) (perSecond, burst int) {
+	return max(1, l.MessagesPerSecond/10), max(1, l.MessageBurst/4)
 }
 
 // account returns a user's account, cached: sends check bans and mutes on
