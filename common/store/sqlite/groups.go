@@ -29,7 +29,7 @@ type groupWrite struct {
 	run       func(tx *sql.Tx, w *groupWrite) error
 	after     func(model.GroupChange)
 	change    model.GroupChange
-	refusal   error // store.ErrNotFound or store.ErrFull; nothing was written
+	refusal   error // store.ErrNotFound, store.ErrFull or store.ErrForbidden; nothing was written
 	nowMillis int64
 }
 
@@ -118,17 +118,29 @@ func (db *DB) CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int,
 	}, committed)
 }
 
-// AddGroupMember makes user a member of group, last in its join order (a
-// join or an invite). A user already a member changes nothing
-// (Changed false, committed not called). store.ErrNotFound if there is no
-// such group or user; store.ErrFull if the group has maxMembers members
-// already (when above 0).
-func (db *DB) AddGroupMember(ctx context.Context, group, user int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error) {
+// AddGroupMember makes user a member of group, last in its join order, as
+// by asks: a join when by is user (the group must be open), else an invite
+// (by must be a member), both checked in the write's transaction. A user
+// already a member changes nothing (Changed false, committed not called).
+// store.ErrNotFound if there is no such group or user; store.ErrForbidden
+// if by may not add user; store.ErrFull if the group has maxMembers
+// members already (when above 0).
+func (db *DB) AddGroupMember(ctx context.Context, group, user, by int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error) {
 	return db.writeGroup(ctx, func(tx *sql.Tx, w *groupWrite) error {
 		g, found, err := groupByID(tx, group)
 		if err != nil || !found {
 			w.refusal = store.ErrNotFound
 			return err
+		}
+		if by == user && g.Private {
+			w.refusal = store.ErrForbidden
+			return nil
+		}
+		if by != user {
+			if member, err := isGroupMember(tx, group, by); err != nil || !member {
+				w.refusal = store.ErrForbidden
+				return err
+			}
 		}
 		w.change = model.GroupChange{Group: g, User: user}
 		known, err := userExists(tx, user)
@@ -158,18 +170,25 @@ func (db *DB) AddGroupMember(ctx context.Context, group, user int64, maxMembers 
 	}, committed)
 }
 
-// RemoveGroupMember takes user out of group (a leave or a removal). A user
-// who is not a member changes nothing (Changed false). When the owner
+// RemoveGroupMember takes user out of group as by asks: a leave when by is
+// user, else a removal, which by must own the group for (checked in the
+// write's transaction; store.ErrForbidden otherwise, and for the owner's
+// removal by anyone else). A user who is not a member changes nothing
+// (Changed false). When the owner
 // goes, ownership passes to the member first in the join order; when the
 // last member goes, the group is dissolved (Dissolved): its row stays with
 // members 0, so its id is never reused, and its messages stay, readable by
 // no one. store.ErrNotFound if there is no such group.
-func (db *DB) RemoveGroupMember(ctx context.Context, group, user int64, committed func(model.GroupChange)) (model.GroupChange, error) {
+func (db *DB) RemoveGroupMember(ctx context.Context, group, user, by int64, committed func(model.GroupChange)) (model.GroupChange, error) {
 	return db.writeGroup(ctx, func(tx *sql.Tx, w *groupWrite) error {
 		g, found, err := groupByID(tx, group)
 		if err != nil || !found {
 			w.refusal = store.ErrNotFound
 			return err
+		}
+		if by != user && (g.Owner != by || g.Owner == user) {
+			w.refusal = store.ErrForbidden
+			return nil
 		}
 		w.change = model.GroupChange{Group: g, User: user}
 		result, err := tx.Exec(`DELETE FROM group_members WHERE group_id = ? AND user_id = ?`, group, user)
@@ -198,13 +217,19 @@ func (db *DB) RemoveGroupMember(ctx context.Context, group, user int64, committe
 }
 
 // RenameGroup gives group a new name (already checked by
-// model.NormalizeGroupName). store.ErrNotFound if there is no such group.
-func (db *DB) RenameGroup(ctx context.Context, group int64, name string, committed func(model.GroupChange)) (model.GroupChange, error) {
+// model.NormalizeGroupName) as by asks, who must own it (checked in the
+// write's transaction; store.ErrForbidden otherwise). store.ErrNotFound if
+// there is no such group.
+func (db *DB) RenameGroup(ctx context.Context, group int64, name string, by int64, committed func(model.GroupChange)) (model.GroupChange, error) {
 	return db.writeGroup(ctx, func(tx *sql.Tx, w *groupWrite) error {
 		g, found, err := groupByID(tx, group)
 		if err != nil || !found {
 			w.refusal = store.ErrNotFound
 			return err
+		}
+		if g.Owner != by {
+			w.refusal = store.ErrForbidden
+			return nil
 		}
 		if _, err := tx.Exec(`UPDATE groups SET name = ? WHERE id = ?`, name, group); err != nil {
 			return err

@@ -10,8 +10,11 @@ import (
 	"dce/common/store"
 )
 
-// Groups (PROTOCOL.md sections 3 and 5). Who may do what is decided from
-// membership in memory (membership.go); every change is a store write
+// Groups (PROTOCOL.md sections 3 and 5). Who may do what is checked first
+// from membership in memory (membership.go), for the reply's code without
+// a write, and again by the store in the write's own transaction (the
+// writes take who asks), so a permission lost in a commit just before
+// cannot be used; every change is a store write
 // whose after-commit action, on the store's publisher, changes that memory
 // and pushes im/group to the members, so the push of a change and the
 // pushes of the messages around it reach everyone in commit order.
@@ -51,6 +54,8 @@ func groupStoreError(err error) error {
 		return node.Errorf(node.CodeNotFound, "no such group or user")
 	case errors.Is(err, store.ErrFull):
 		return node.Errorf(node.CodeForbidden, "the group is full")
+	case errors.Is(err, store.ErrForbidden):
+		return node.Errorf(node.CodeForbidden, "you may not change this group")
 	}
 	return err
 }
@@ -178,7 +183,10 @@ func (s *Service) JoinGroup(ctx context.Context, conn uint64, user, id int64) (m
 	if err != nil {
 		return model.Group{}, err
 	}
-	change, err := s.Store.AddGroupMember(ctx, id, user, s.Limits().GroupMembers, s.pushGroup(GroupJoined, &joiner, true, conn))
+	change, err := s.Store.AddGroupMember(ctx, id, user, user, s.Limits().GroupMembers, s.pushGroup(GroupJoined, &joiner, true, conn))
+	if errors.Is(err, store.ErrForbidden) {
+		return model.Group{}, node.Errorf(node.CodeForbidden, "you are not a member of group:%d", id)
+	}
 	if err != nil {
 		return model.Group{}, groupStoreError(err)
 	}
@@ -201,7 +209,10 @@ func (s *Service) InviteToGroup(ctx context.Context, conn uint64, user, id, invi
 	if err := s.allowUpdate(user); err != nil {
 		return err
 	}
-	_, err = s.Store.AddGroupMember(ctx, id, invitee, s.Limits().GroupMembers, s.pushGroup(GroupInvited, &guest, true, conn))
+	_, err = s.Store.AddGroupMember(ctx, id, invitee, user, s.Limits().GroupMembers, s.pushGroup(GroupInvited, &guest, true, conn))
+	if errors.Is(err, store.ErrForbidden) { // removed since the check above
+		return node.Errorf(node.CodeForbidden, "you are not a member of group:%d", id)
+	}
 	return groupStoreError(err)
 }
 
@@ -216,7 +227,7 @@ func (s *Service) LeaveGroup(ctx context.Context, conn uint64, user, id int64) e
 	if err != nil {
 		return err
 	}
-	_, err = s.Store.RemoveGroupMember(ctx, id, user, s.pushGroup(GroupLeft, &leaver, false, conn))
+	_, err = s.Store.RemoveGroupMember(ctx, id, user, user, s.pushGroup(GroupLeft, &leaver, false, conn))
 	return groupStoreError(err)
 }
 
@@ -246,7 +257,10 @@ func (s *Service) RemoveFromGroup(ctx context.Context, conn uint64, user, id, me
 	if err := s.allowUpdate(user); err != nil {
 		return err
 	}
-	_, err = s.Store.RemoveGroupMember(ctx, id, member, s.pushGroup(GroupRemoved, &removed, false, conn))
+	_, err = s.Store.RemoveGroupMember(ctx, id, member, user, s.pushGroup(GroupRemoved, &removed, false, conn))
+	if errors.Is(err, store.ErrForbidden) { // ownership passed on since the check above
+		return node.Errorf(node.CodeForbidden, "only the owner of group:%d may remove members", id)
+	}
 	return groupStoreError(err)
 }
 
@@ -266,7 +280,10 @@ func (s *Service) RenameGroup(ctx context.Context, conn uint64, user, id int64, 
 	if err := s.allowUpdate(user); err != nil {
 		return model.Group{}, err
 	}
-	change, err := s.Store.RenameGroup(ctx, id, normalized, s.pushGroup(GroupRenamed, nil, false, conn))
+	change, err := s.Store.RenameGroup(ctx, id, normalized, user, s.pushGroup(GroupRenamed, nil, false, conn))
+	if errors.Is(err, store.ErrForbidden) { // ownership passed on since the check above
+		return model.Group{}, node.Errorf(node.CodeForbidden, "only the owner of group:%d may rename it", id)
+	}
 	if err != nil {
 		return model.Group{}, groupStoreError(err)
 	}

@@ -108,16 +108,26 @@ type Store interface {
 	// lists every member (Members). AddGroupMember puts user last in the
 	// join order. RemoveGroupMember takes user out; when the owner goes,
 	// the member first in join order becomes owner; when the last member
-	// goes the group is dissolved (Dissolved): it is gone from Groups
-	// and from every later write (store.ErrNotFound), its id is never
-	// given to another group, and its messages stay, readable by no one. Refusals, with nothing written:
-	// store.ErrNotFound for no such group or user, store.ErrFull when a
-	// create or an add would take the group past maxMembers (when above
-	// 0).
+	// goes the group is dissolved (Dissolved): it is gone from Groups and
+	// from every later write (store.ErrNotFound), its id is never given
+	// to another group, and its messages stay, readable by no one.
+	//
+	// by is who asks, and the store checks in the write's own
+	// transaction, as of the commits before it, that they may, so no
+	// permission the chat saw in memory can be stale by the time it
+	// applies: an add by user themselves is a join (the group must be
+	// open), by anyone else an invite (by must be a member); a removal of
+	// user by anyone else needs by to be the owner (and the owner cannot
+	// be removed so); a rename needs by to be the owner.
+	//
+	// Refusals, with nothing written and nothing published:
+	// store.ErrNotFound for no such group or user, store.ErrForbidden
+	// when by may not make the change, store.ErrFull when a create or an
+	// add would take the group past maxMembers (when above 0).
 	CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
-	AddGroupMember(ctx context.Context, group, user int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
-	RemoveGroupMember(ctx context.Context, group, user int64, committed func(model.GroupChange)) (model.GroupChange, error)
-	RenameGroup(ctx context.Context, group int64, name string, committed func(model.GroupChange)) (model.GroupChange, error)
+	AddGroupMember(ctx context.Context, group, user, by int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
+	RemoveGroupMember(ctx context.Context, group, user, by int64, committed func(model.GroupChange)) (model.GroupChange, error)
+	RenameGroup(ctx context.Context, group int64, name string, by int64, committed func(model.GroupChange)) (model.GroupChange, error)
 }
 
 // Bus fans pre-encoded frames out to users' connections, on this node and
