@@ -755,3 +755,59 @@ func TestGroupCreateBounds(t *testing.T) {
 	createGroup(t, bob, "bob's own", false) // per user
 	ann.OK("im/send", map[string]string{"to": "room:lobby", "text": "sends are not held back"}, nil)
 }
+
+// TestGroupReadsRateLimited: im/group/list and im/group/members take the
+// updates limiter's tokens (their cost grows with the groups and the
+// members), so a burst past it is rate_limited with retry_after_ms; and
+// im/group/members gives each member's places.
+func TestGroupReadsRateLimited(t *testing.T) {
+	s := servertest.Start(t)
+	ann, bob, bob2 := s.DialTCP(t), s.DialWS(t, "", nil), s.DialUDP(t)
+	annID := groupLogin(t, ann, "ann")
+	bobID := groupLogin(t, bob, "bob")
+	bob2.Login("bob", "password-bob")
+	g := createGroup(t, ann, "ops", false, bobID)
+	if m := groupMembers(t, ann, g.ID); len(m) != 2 || m[0].ID != annID || m[0].Places != 1 || m[1].ID != bobID || m[1].Places != 2 {
+		t.Fatalf("members: %+v, want ann at 1 place and bob at 2", m)
+	}
+	burst := s.Config.Limits.MessageBurst
+	for _, c := range []struct {
+		path string
+		body any
+	}{{"im/group/list", nil}, {"im/group/members", map[string]int64{"id": g.ID}}} {
+		eve := s.DialTCP(t)
+		groupLogin(t, eve, fmt.Sprint("eve", len(c.path)))
+		limited := false
+		for range burst + 1 {
+			f := eve.Request(c.path, c.body)
+			if code := f.ErrorCode(); code == "rate_limited" {
+				if retryAfterMS(t, f) <= 0 {
+					t.Fatalf("%s: %s, want retry_after_ms", c.path, f)
+				}
+				limited = true
+				break
+			} else if code != "" {
+				t.Fatalf("%s: %s", c.path, f)
+			}
+		}
+		if !limited {
+			t.Errorf("%d of %s in a burst of %d: none rate_limited", burst+1, c.path, burst)
+		}
+	}
+}
+
+// TestTypingUnknownUserLimitedFirst: im/typing to a user who does not
+// exist is not_found within the typing rate, and past it dropped like any
+// other typing ({}), before the store is asked about the user.
+func TestTypingUnknownUserLimitedFirst(t *testing.T) {
+	s := servertest.Start(t)
+	ann := s.DialTCP(t)
+	groupLogin(t, ann, "ann")
+	rate := s.Config.Limits.TypingPerSecond
+	for i := range rate {
+		wantCode(t, ann, "not_found", "im/typing", map[string]string{"to": fmt.Sprint("user:", 4242+i)})
+	}
+	if f := ann.Request("im/typing", map[string]string{"to": "user:9999"}); f.ErrorCode() != "" {
+		t.Fatalf("typing past the rate to an unknown user: %s, want {} (dropped before the lookup)", f)
+	}
+}

@@ -291,14 +291,24 @@ func (s *Service) RenameGroup(ctx context.Context, conn uint64, user, id int64, 
 }
 
 // ListGroups lists the groups user is in and the open ones, by id, each
-// saying whether user is a member.
-func (s *Service) ListGroups(user int64) []model.ListedGroup { return s.groups.visibleTo(user) }
+// saying whether user is a member; rate-limited with the updates (the
+// list grows with the open groups).
+func (s *Service) ListGroups(user int64) ([]model.ListedGroup, error) {
+	if err := s.allowUpdate(user); err != nil {
+		return nil, err
+	}
+	return s.groups.visibleTo(user), nil
+}
 
 // GroupMembers lists a group's members in join order, each with the
 // places they are online at (0 when offline): for members, and for anyone
-// when the group is open.
+// when the group is open. Its cost grows with the members only (a place
+// lookup each), and it is rate-limited with the updates.
 func (s *Service) GroupMembers(ctx context.Context, user, id int64) ([]model.Online, error) {
 	if _, _, err := s.groupFor(id, user, true); err != nil {
+		return nil, err
+	}
+	if err := s.allowUpdate(user); err != nil {
 		return nil, err
 	}
 	ids := s.groups.members(id)
@@ -306,14 +316,14 @@ func (s *Service) GroupMembers(ctx context.Context, user, id int64) ([]model.Onl
 	if err != nil {
 		return nil, err
 	}
-	places := make(map[int64]int)
-	for _, o := range s.Hub.Online() {
-		places[o.UserID] = o.Places
-	}
 	out := make([]model.Online, 0, len(ids))
 	for _, id := range ids {
 		if u, ok := users[id]; ok {
-			out = append(out, model.Online{User: u, Places: places[id]})
+			places, online := s.Hub.Places(id)
+			if !online {
+				places = 0
+			}
+			out = append(out, model.Online{User: u, Places: places})
 		}
 	}
 	return out, nil

@@ -141,6 +141,9 @@ type Bus interface {
 // Hub is what the chat asks of the live connections.
 type Hub interface {
 	Online() []hub.Online
+	// Places is how many connections user holds now, and whether they
+	// count as online.
+	Places(user int64) (int, bool)
 	EndSession(user int64, sid string)
 	Stats() hub.Stats
 }
