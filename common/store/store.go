@@ -17,3 +17,8 @@ var (
 
 // ErrFull: a group is at its member cap; nothing was written.
 var ErrFull = errors.New("store: the group is full")
+
+// ErrForbidden: the user asking a group write may not make it (not a
+// member, not the owner), as the write's own transaction found; nothing
+// was written.
+var ErrForbidden = errors.New("store: forbidden")

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"slices"
 
@@ -10,7 +11,12 @@ import (
 	"dce/common/store"
 )
 
-// Groups and their members (migration 0004). Every change goes through the
+// Groups and their members (migration 0004). A dissolved group keeps its
+// groups row with members 0 (its group_members rows go): every read here
+// skips such rows, and since the row stays, its id is never taken again
+// (an INTEGER PRIMARY KEY takes one more than the largest id in use), so
+// no later group's members can read the dissolved group's messages. Every
+// change goes through the
 // single writer, and its after-commit action (the caller's, given as
 // committed) runs on the publisher in commit order with every message's
 // push: the chat keeps membership in memory and changes it there, so a
@@ -23,7 +29,7 @@ type groupWrite struct {
 	run       func(tx *sql.Tx, w *groupWrite) error
 	after     func(model.GroupChange)
 	change    model.GroupChange
-	refusal   error // store.ErrNotFound or store.ErrFull; nothing was written
+	refusal   error // store.ErrNotFound, store.ErrFull or store.ErrForbidden; nothing was written
 	nowMillis int64
 }
 
@@ -58,10 +64,14 @@ func (db *DB) writeGroup(ctx context.Context, run func(tx *sql.Tx, w *groupWrite
 
 // CreateGroup stores a new group whose owner and first member is g.Owner,
 // with g.Members (duplicates and the owner left out) after it in the join
-// order, lowest id first. store.ErrNotFound if the owner or a member is no
-// user; store.ErrFull if they number more than maxMembers (when above 0).
-// committed, if not nil, runs on the publisher after the commit (see
-// service.Store). The change's Members lists every member in join order.
+// order, lowest id first. store.ErrFull if they number more than
+// maxMembers (when above 0), checked before anyone is looked up;
+// store.ErrNotFound if the owner or a member is no user. committed, if not
+// nil, runs on the publisher after the commit (see service.Store). The
+// change's Members lists every member in join order. Its statements are
+// set-based, so the writer's time for it grows with the members only
+// inside SQLite: one count of the users named, one insert of the group,
+// one insert of its members.
 func (db *DB) CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error) {
 	others := make([]int64, 0, len(g.Members))
 	for _, id := range g.Members {
@@ -71,19 +81,22 @@ func (db *DB) CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int,
 	}
 	slices.Sort(others)
 	members := append([]int64{g.Owner}, slices.Compact(others)...)
+	list, err := json.Marshal(members) // json_each's array: its key is the place in join order, from 0
+	if err != nil {
+		return model.GroupChange{}, err
+	}
 	return db.writeGroup(ctx, func(tx *sql.Tx, w *groupWrite) error {
-		for _, id := range members {
-			known, err := userExists(tx, id)
-			if err != nil {
-				return err
-			}
-			if !known {
-				w.refusal = store.ErrNotFound
-				return nil
-			}
-		}
 		if maxMembers > 0 && len(members) > maxMembers {
 			w.refusal = store.ErrFull
+			return nil
+		}
+		var known int
+		if err := tx.QueryRow(`SELECT COUNT(*) FROM users WHERE id IN (SELECT value FROM json_each(?))`,
+			string(list)).Scan(&known); err != nil {
+			return err
+		}
+		if known != len(members) {
+			w.refusal = store.ErrNotFound
 			return nil
 		}
 		result, err := tx.Exec(`INSERT INTO groups (name, owner, private, members, created) VALUES (?, ?, ?, ?, ?)`,
@@ -95,11 +108,9 @@ func (db *DB) CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int,
 		if err != nil {
 			return err
 		}
-		for i, member := range members {
-			if _, err := tx.Exec(`INSERT INTO group_members (group_id, user_id, joined, joined_at) VALUES (?, ?, ?, ?)`,
-				id, member, i+1, w.nowMillis); err != nil {
-				return err
-			}
+		if _, err := tx.Exec(`INSERT INTO group_members (group_id, user_id, joined, joined_at)
+			SELECT ?1, value, key + 1, ?2 FROM json_each(?3)`, id, w.nowMillis, string(list)); err != nil {
+			return err
 		}
 		w.change = model.GroupChange{Group: model.Group{ID: id, Name: g.Name, Owner: g.Owner, Private: g.Private,
 			Members: len(members)}, Members: members, Changed: true}
@@ -107,17 +118,29 @@ func (db *DB) CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int,
 	}, committed)
 }
 
-// AddGroupMember makes user a member of group, last in its join order (a
-// join or an invite). A user already a member changes nothing
-// (Changed false, committed not called). store.ErrNotFound if there is no
-// such group or user; store.ErrFull if the group has maxMembers members
-// already (when above 0).
-func (db *DB) AddGroupMember(ctx context.Context, group, user int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error) {
+// AddGroupMember makes user a member of group, last in its join order, as
+// by asks: a join when by is user (the group must be open), else an invite
+// (by must be a member), both checked in the write's transaction. A user
+// already a member changes nothing (Changed false, committed not called).
+// store.ErrNotFound if there is no such group or user; store.ErrForbidden
+// if by may not add user; store.ErrFull if the group has maxMembers
+// members already (when above 0).
+func (db *DB) AddGroupMember(ctx context.Context, group, user, by int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error) {
 	return db.writeGroup(ctx, func(tx *sql.Tx, w *groupWrite) error {
 		g, found, err := groupByID(tx, group)
 		if err != nil || !found {
 			w.refusal = store.ErrNotFound
 			return err
+		}
+		if by == user && g.Private {
+			w.refusal = store.ErrForbidden
+			return nil
+		}
+		if by != user {
+			if member, err := isGroupMember(tx, group, by); err != nil || !member {
+				w.refusal = store.ErrForbidden
+				return err
+			}
 		}
 		w.change = model.GroupChange{Group: g, User: user}
 		known, err := userExists(tx, user)
@@ -147,17 +170,25 @@ func (db *DB) AddGroupMember(ctx context.Context, group, user int64, maxMembers 
 	}, committed)
 }
 
-// RemoveGroupMember takes user out of group (a leave or a removal). A user
-// who is not a member changes nothing (Changed false). When the owner
+// RemoveGroupMember takes user out of group as by asks: a leave when by is
+// user, else a removal, which by must own the group for (checked in the
+// write's transaction; store.ErrForbidden otherwise, and for the owner's
+// removal by anyone else). A user who is not a member changes nothing
+// (Changed false). When the owner
 // goes, ownership passes to the member first in the join order; when the
-// last member goes, the group is deleted (Dissolved) and its messages stay,
-// readable by no one. store.ErrNotFound if there is no such group.
-func (db *DB) RemoveGroupMember(ctx context.Context, group, user int64, committed func(model.GroupChange)) (model.GroupChange, error) {
+// last member goes, the group is dissolved (Dissolved): its row stays with
+// members 0, so its id is never reused, and its messages stay, readable by
+// no one. store.ErrNotFound if there is no such group.
+func (db *DB) RemoveGroupMember(ctx context.Context, group, user, by int64, committed func(model.GroupChange)) (model.GroupChange, error) {
 	return db.writeGroup(ctx, func(tx *sql.Tx, w *groupWrite) error {
 		g, found, err := groupByID(tx, group)
 		if err != nil || !found {
 			w.refusal = store.ErrNotFound
 			return err
+		}
+		if by != user && (g.Owner != by || g.Owner == user) {
+			w.refusal = store.ErrForbidden
+			return nil
 		}
 		w.change = model.GroupChange{Group: g, User: user}
 		result, err := tx.Exec(`DELETE FROM group_members WHERE group_id = ? AND user_id = ?`, group, user)
@@ -171,7 +202,7 @@ func (db *DB) RemoveGroupMember(ctx context.Context, group, user int64, committe
 		w.change.Group.Members--
 		if w.change.Group.Members == 0 {
 			w.change.Dissolved = true
-			_, err := tx.Exec(`DELETE FROM groups WHERE id = ?`, group)
+			_, err := tx.Exec(`UPDATE groups SET members = 0 WHERE id = ?`, group)
 			return err
 		}
 		if g.Owner == user {
@@ -186,13 +217,19 @@ func (db *DB) RemoveGroupMember(ctx context.Context, group, user int64, committe
 }
 
 // RenameGroup gives group a new name (already checked by
-// model.NormalizeGroupName). store.ErrNotFound if there is no such group.
-func (db *DB) RenameGroup(ctx context.Context, group int64, name string, committed func(model.GroupChange)) (model.GroupChange, error) {
+// model.NormalizeGroupName) as by asks, who must own it (checked in the
+// write's transaction; store.ErrForbidden otherwise). store.ErrNotFound if
+// there is no such group.
+func (db *DB) RenameGroup(ctx context.Context, group int64, name string, by int64, committed func(model.GroupChange)) (model.GroupChange, error) {
 	return db.writeGroup(ctx, func(tx *sql.Tx, w *groupWrite) error {
 		g, found, err := groupByID(tx, group)
 		if err != nil || !found {
 			w.refusal = store.ErrNotFound
 			return err
+		}
+		if g.Owner != by {
+			w.refusal = store.ErrForbidden
+			return nil
 		}
 		if _, err := tx.Exec(`UPDATE groups SET name = ? WHERE id = ?`, name, group); err != nil {
 			return err
@@ -204,7 +241,7 @@ func (db *DB) RenameGroup(ctx context.Context, group int64, name string, committ
 }
 
 // Groups returns every group with its members in join order, by id: what
-// the chat loads into memory when it starts.
+// the chat loads into memory when it starts. Dissolved groups are left out.
 func (db *DB) Groups(ctx context.Context) ([]model.GroupMembers, error) {
 	if err := db.checkOpen(); err != nil {
 		return nil, err
@@ -214,7 +251,7 @@ func (db *DB) Groups(ctx context.Context) ([]model.GroupMembers, error) {
 		return nil, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT id, name, owner, private, members FROM groups ORDER BY id`)
+	rows, err := tx.QueryContext(ctx, `SELECT id, name, owner, private, members FROM groups WHERE members > 0 ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}
@@ -251,9 +288,10 @@ func (db *DB) Groups(ctx context.Context) ([]model.GroupMembers, error) {
 	return groups, rows.Err()
 }
 
-// groupByID reads a group in the writer's transaction.
+// groupByID reads a group in the writer's transaction; a dissolved group
+// is not found.
 func groupByID(tx *sql.Tx, id int64) (g model.Group, found bool, err error) {
-	err = tx.QueryRow(`SELECT id, name, owner, private, members FROM groups WHERE id = ?`, id).
+	err = tx.QueryRow(`SELECT id, name, owner, private, members FROM groups WHERE id = ? AND members > 0`, id).
 		Scan(&g.ID, &g.Name, &g.Owner, &g.Private, &g.Members)
 	if errors.Is(err, sql.ErrNoRows) {
 		return model.Group{}, false, nil

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -94,21 +95,21 @@ func testGroupMembership(t *testing.T, db Engine) {
 	record := func(c model.GroupChange) { published = append(published, c) }
 
 	for _, user := range []int64{cat.ID, bob.ID} {
-		change, err := db.AddGroupMember(ctx, g.ID, user, 3, record)
+		change, err := db.AddGroupMember(ctx, g.ID, user, user, 3, record)
 		if err != nil || !change.Changed || change.User != user {
 			t.Fatalf("AddGroupMember(%d) = %+v, %v", user, change, err)
 		}
 	}
-	if change, err := db.AddGroupMember(ctx, g.ID, cat.ID, 3, record); err != nil || change.Changed || change.Group.Members != 3 {
+	if change, err := db.AddGroupMember(ctx, g.ID, cat.ID, cat.ID, 3, record); err != nil || change.Changed || change.Group.Members != 3 {
 		t.Errorf("AddGroupMember(a member) = %+v, %v; want no change", change, err)
 	}
-	if _, err := db.AddGroupMember(ctx, g.ID, dan.ID, 3, record); !errors.Is(err, store.ErrFull) {
+	if _, err := db.AddGroupMember(ctx, g.ID, dan.ID, dan.ID, 3, record); !errors.Is(err, store.ErrFull) {
 		t.Errorf("AddGroupMember(over the cap) = %v, want ErrFull", err)
 	}
-	if _, err := db.AddGroupMember(ctx, 4242, dan.ID, 0, record); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.AddGroupMember(ctx, 4242, dan.ID, dan.ID, 0, record); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("AddGroupMember(no such group) = %v, want ErrNotFound", err)
 	}
-	if _, err := db.AddGroupMember(ctx, g.ID, 4242, 0, record); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.AddGroupMember(ctx, g.ID, 4242, 4242, 0, record); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("AddGroupMember(no such user) = %v, want ErrNotFound", err)
 	}
 	if len(published) != 2 {
@@ -119,18 +120,18 @@ func testGroupMembership(t *testing.T, db Engine) {
 	}
 
 	// The owner leaves: the earliest joined (cat, though bob's id is lower) owns it.
-	change, err := db.RemoveGroupMember(ctx, g.ID, ann.ID, record)
+	change, err := db.RemoveGroupMember(ctx, g.ID, ann.ID, ann.ID, record)
 	if err != nil || !change.Changed || change.Group.Owner != cat.ID || change.Group.Members != 2 || change.Dissolved {
 		t.Fatalf("owner leaves: %+v, %v; want cat (%d) the owner", change, err, cat.ID)
 	}
-	if change, err := db.RemoveGroupMember(ctx, g.ID, ann.ID, record); err != nil || change.Changed {
+	if change, err := db.RemoveGroupMember(ctx, g.ID, ann.ID, ann.ID, record); err != nil || change.Changed {
 		t.Errorf("RemoveGroupMember(not a member) = %+v, %v; want no change", change, err)
 	}
-	renamed, err := db.RenameGroup(ctx, g.ID, "ops team", record)
+	renamed, err := db.RenameGroup(ctx, g.ID, "ops team", cat.ID, record)
 	if err != nil || renamed.Group.Name != "ops team" || renamed.Group.Owner != cat.ID {
 		t.Errorf("RenameGroup = %+v, %v", renamed, err)
 	}
-	if _, err := db.RenameGroup(ctx, 4242, "x", record); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.RenameGroup(ctx, 4242, "x", cat.ID, record); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("RenameGroup(no such group) = %v, want ErrNotFound", err)
 	}
 	if stored, _ := storedGroup(t, db, g.ID); stored.Group != renamed.Group {
@@ -139,15 +140,15 @@ func testGroupMembership(t *testing.T, db Engine) {
 
 	// The last member leaving dissolves the group; its messages stay.
 	msg := MustAppend(t, db, GroupMessage(bob.ID, g.ID, "still here"))
-	db.RemoveGroupMember(ctx, g.ID, cat.ID, record)
-	change, err = db.RemoveGroupMember(ctx, g.ID, bob.ID, record)
+	db.RemoveGroupMember(ctx, g.ID, cat.ID, cat.ID, record)
+	change, err = db.RemoveGroupMember(ctx, g.ID, bob.ID, bob.ID, record)
 	if err != nil || !change.Dissolved || change.Group.Members != 0 {
 		t.Fatalf("last leaves: %+v, %v; want dissolved", change, err)
 	}
 	if _, ok := storedGroup(t, db, g.ID); ok {
 		t.Error("a dissolved group is still stored")
 	}
-	if _, err := db.AddGroupMember(ctx, g.ID, bob.ID, 0, record); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.AddGroupMember(ctx, g.ID, bob.ID, bob.ID, 0, record); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("AddGroupMember(dissolved) = %v, want ErrNotFound", err)
 	}
 	if msgs, _, err := db.Load(ctx, g.Key(), 0, 0, 0); err != nil || !slices.Equal(ids(msgs), []int64{msg.ID}) {
@@ -211,7 +212,7 @@ func testGroupReading(t *testing.T, db Engine) {
 	// Gone from the group, gone from Sync and the list: their own
 	// messages there too.
 	MustAppend(t, db, GroupMessage(bob.ID, g.ID, "bob's own"))
-	if _, err := db.RemoveGroupMember(ctx, g.ID, bob.ID, nil); err != nil {
+	if _, err := db.RemoveGroupMember(ctx, g.ID, bob.ID, bob.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := syncKeys(bob.ID); len(got) != 0 {
@@ -236,7 +237,7 @@ func testGroupCommittedInOrder(t *testing.T, db Engine) {
 	joined := func(model.GroupChange) { log = append(log, "change") }
 
 	wait := db.AppendLater(ctx, GroupMessage(ann.ID, g.ID, "before"), published)
-	if _, err := db.AddGroupMember(ctx, g.ID, bob.ID, 0, joined); err != nil {
+	if _, err := db.AddGroupMember(ctx, g.ID, bob.ID, bob.ID, 0, joined); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := wait(); err != nil {
@@ -260,12 +261,215 @@ func testGroupCommittedInOrder(t *testing.T, db Engine) {
 	go func() {
 		defer wg.Done()
 		for range 25 {
-			db.RemoveGroupMember(ctx, g.ID, bob.ID, joined)
-			db.AddGroupMember(ctx, g.ID, bob.ID, 0, joined)
+			db.RemoveGroupMember(ctx, g.ID, bob.ID, bob.ID, joined)
+			db.AddGroupMember(ctx, g.ID, bob.ID, bob.ID, 0, joined)
 		}
 	}()
 	wg.Wait()
 	if len(log) != 3+50+50 {
 		t.Errorf("%d after-commit actions, want %d", len(log), 3+50+50)
+	}
+}
+
+// testGroupIDNotReused: dissolving the newest group and creating another
+// gives the new one a new id, so its members read nothing of the
+// dissolved group's history (Load by its key aside, which is the
+// service's to guard: no one can name a dissolved group).
+func testGroupIDNotReused(t *testing.T, db Engine) {
+	dissolved, old := dissolveNewestGroup(t, db)
+	checkDissolvedStaysUnread(t, db, dissolved, old)
+}
+
+// GroupIDNotReusedAfterReopen is testGroupIDNotReused across a reopen,
+// for the engines whose data outlives the process: db is a fresh store,
+// and reopen closes it and returns the same data opened again.
+func GroupIDNotReusedAfterReopen(t *testing.T, db Engine, reopen func(Engine) Engine) {
+	dissolved, old := dissolveNewestGroup(t, db)
+	db = reopen(db)
+	if _, ok := storedGroup(t, db, dissolved.ID); ok {
+		t.Errorf("after reopening, Groups has the dissolved group %d", dissolved.ID)
+	}
+	checkDissolvedStaysUnread(t, db, dissolved, old)
+}
+
+// dissolveNewestGroup makes a group, the newest, with a message from each
+// of its two members, and dissolves it: both leave.
+func dissolveNewestGroup(t *testing.T, db Engine) (model.Group, []model.Message) {
+	ctx := context.Background()
+	ann, bob := MustCreateUser(t, db, "Ann"), MustCreateUser(t, db, "Bob")
+	MustCreateGroup(t, db, model.NewGroup{Name: "older", Owner: bob.ID})
+	g := MustCreateGroup(t, db, model.NewGroup{Name: "old", Owner: ann.ID, Members: []int64{bob.ID}})
+	old := []model.Message{
+		MustAppend(t, db, GroupMessage(ann.ID, g.ID, "canary from the old group")),
+		MustAppend(t, db, GroupMessage(bob.ID, g.ID, "canary two")),
+	}
+	for _, user := range []int64{ann.ID, bob.ID} {
+		if _, err := db.RemoveGroupMember(ctx, g.ID, user, user, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := storedGroup(t, db, g.ID); ok {
+		t.Fatalf("Groups still has the dissolved group %d", g.ID)
+	}
+	return g, old
+}
+
+// checkDissolvedStaysUnread creates a group after dissolved and checks that
+// it has a new id and that its members read none of old.
+func checkDissolvedStaysUnread(t *testing.T, db Engine, dissolved model.Group, old []model.Message) {
+	ctx := context.Background()
+	cat, dan := MustCreateUser(t, db, "Cat"), MustCreateUser(t, db, "Dan")
+	g := MustCreateGroup(t, db, model.NewGroup{Name: "new", Owner: cat.ID, Members: []int64{dan.ID}})
+	if g.ID <= dissolved.ID {
+		t.Fatalf("the group created after group %d dissolved has id %d, want a new one", dissolved.ID, g.ID)
+	}
+	author := old[0].From.ID
+	if _, err := db.AddGroupMember(ctx, dissolved.ID, author, author, 0, nil); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("AddGroupMember(dissolved group) = %v, want ErrNotFound", err)
+	}
+	for _, user := range []int64{cat.ID, dan.ID, author} {
+		msgs, _, _, err := db.Sync(ctx, user, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) != 0 {
+			t.Errorf("user %d syncs %v, want none of the dissolved group's", user, ids(msgs))
+		}
+		if got, _ := searchIDs(t, db, user, "canary", "", 0, 0); len(got) != 0 {
+			t.Errorf("user %d finds %v, want none of the dissolved group's", user, got)
+		}
+		if convs, err := db.Conversations(ctx, user); err != nil || len(convs) != 0 {
+			t.Errorf("user %d's conversations: %+v, %v; want none", user, convs, err)
+		}
+		for _, msg := range old {
+			if _, err := db.MessageFor(ctx, user, msg.ID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("MessageFor(user %d, old message %d) = %v, want ErrNotFound", user, msg.ID, err)
+			}
+		}
+	}
+}
+
+// testGroupCreateMany: a creation naming hundreds of users, in any order
+// and with duplicates, keeps the join order (the owner, then by lowest
+// id), and is refused whole for one unknown user among them or one member
+// over the cap.
+func testGroupCreateMany(t *testing.T, db Engine) {
+	ctx := context.Background()
+	users := make([]int64, 300)
+	for i := range users {
+		users[i] = MustCreateUser(t, db, fmt.Sprint("user", i)).ID
+	}
+	owner := users[150]
+	named := slices.Clone(users[:257])
+	slices.Reverse(named)
+	named = append(named, users[3], owner, users[3])
+	order := append([]int64{owner}, slices.DeleteFunc(slices.Clone(users[:257]), func(id int64) bool { return id == owner })...)
+	if _, err := db.CreateGroup(ctx, model.NewGroup{Name: "big", Owner: owner, Members: append(slices.Clone(named), 4242)}, 0,
+		func(model.GroupChange) { t.Error("published a refused creation") }); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("CreateGroup(256 users and one unknown) = %v, want ErrNotFound", err)
+	}
+	if _, err := db.CreateGroup(ctx, model.NewGroup{Name: "big", Owner: owner, Members: named}, len(order)-1, nil); !errors.Is(err, store.ErrFull) {
+		t.Errorf("CreateGroup(one over the cap) = %v, want ErrFull", err)
+	}
+	change, err := db.CreateGroup(ctx, model.NewGroup{Name: "big", Owner: owner, Members: named}, len(order), nil)
+	if err != nil || !slices.Equal(change.Members, order) || change.Group.Members != len(order) {
+		t.Fatalf("CreateGroup(%d members) = %v members (%d), %v; want %v", len(order), change.Members, change.Group.Members, err, order)
+	}
+	if stored, ok := storedGroup(t, db, change.Group.ID); !ok || !slices.Equal(stored.MemberIDs, order) {
+		t.Fatalf("Groups has %v, want %v", stored.MemberIDs, order)
+	}
+	// The join order goes on after them.
+	if _, err := db.AddGroupMember(ctx, change.Group.ID, users[299], users[299], 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.RemoveGroupMember(ctx, change.Group.ID, owner, owner, nil); err != nil {
+		t.Fatal(err)
+	}
+	if stored, _ := storedGroup(t, db, change.Group.ID); stored.Owner != users[0] ||
+		!slices.Equal(stored.MemberIDs, append(slices.Clone(order[1:]), users[299])) {
+		t.Errorf("after an add and the owner leaving: owner %d, members %v", stored.Owner, stored.MemberIDs)
+	}
+}
+
+// testGroupWritesCheckWhoAsks: a group write checks who asks in its own
+// transaction, as of the commits before it: an invite by a member removed
+// in an earlier commit (just before, or earlier in the same batch), a
+// rename or removal by a former owner, a removal by a non-owner and a join
+// of a private group are refused with store.ErrForbidden, writing and
+// publishing nothing.
+func testGroupWritesCheckWhoAsks(t *testing.T, db Engine) {
+	ctx := context.Background()
+	ann, bob, cat, dan := MustCreateUser(t, db, "Ann"), MustCreateUser(t, db, "Bob"), MustCreateUser(t, db, "Cat"), MustCreateUser(t, db, "Dan")
+	g := MustCreateGroup(t, db, model.NewGroup{Name: "ops", Owner: ann.ID, Private: true, Members: []int64{bob.ID, cat.ID}})
+	refused := func(model.GroupChange) { t.Error("published a refused change") }
+	wantForbidden := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, store.ErrForbidden) {
+			t.Errorf("%s: %v, want ErrForbidden", what, err)
+		}
+	}
+
+	if _, err := db.RemoveGroupMember(ctx, g.ID, bob.ID, ann.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := db.AddGroupMember(ctx, g.ID, dan.ID, bob.ID, 0, refused)
+	wantForbidden("an invite by a member removed just before", err)
+	_, err = db.AddGroupMember(ctx, g.ID, dan.ID, dan.ID, 0, refused)
+	wantForbidden("a join of a private group", err)
+	_, err = db.RemoveGroupMember(ctx, g.ID, ann.ID, cat.ID, refused)
+	wantForbidden("the owner's removal by a member", err)
+	_, err = db.RenameGroup(ctx, g.ID, "mine", cat.ID, refused)
+	wantForbidden("a rename by a member", err)
+
+	// Ann leaves: Cat owns the group now, and Ann may do nothing to it.
+	if change, err := db.RemoveGroupMember(ctx, g.ID, ann.ID, ann.ID, nil); err != nil || change.Group.Owner != cat.ID {
+		t.Fatalf("the owner leaves: %+v, %v; want cat the owner", change, err)
+	}
+	_, err = db.RenameGroup(ctx, g.ID, "still mine", ann.ID, refused)
+	wantForbidden("a rename by a former owner", err)
+	_, err = db.RemoveGroupMember(ctx, g.ID, cat.ID, ann.ID, refused)
+	wantForbidden("a removal by a former owner", err)
+	if _, err := db.AddGroupMember(ctx, g.ID, dan.ID, cat.ID, 0, nil); err != nil {
+		t.Fatalf("an invite by the new owner: %v", err)
+	}
+	_, err = db.RemoveGroupMember(ctx, g.ID, cat.ID, dan.ID, refused)
+	wantForbidden("the owner's removal by a member", err)
+	if renamed, err := db.RenameGroup(ctx, g.ID, "cat's", cat.ID, nil); err != nil || renamed.Group.Name != "cat's" {
+		t.Errorf("a rename by the new owner: %+v, %v", renamed, err)
+	}
+	if stored, _ := storedGroup(t, db, g.ID); !slices.Equal(stored.MemberIDs, []int64{cat.ID, dan.ID}) || stored.Name != "cat's" {
+		t.Errorf("stored %+v, want cat and dan in \"cat's\"", stored)
+	}
+
+	// A removal and an invite by the removed, queued at once: whichever
+	// commits first, an invite committed after the removal is refused.
+	for round := range 20 {
+		owner, member, guest := MustCreateUser(t, db, fmt.Sprint("owner", round)), MustCreateUser(t, db, fmt.Sprint("member", round)),
+			MustCreateUser(t, db, fmt.Sprint("guest", round))
+		g := MustCreateGroup(t, db, model.NewGroup{Name: "race", Owner: owner.ID, Private: true, Members: []int64{member.ID}})
+		var log []string // appended only by after-commit actions, on the publisher
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		var inviteErr, removeErr error
+		wg.Go(func() {
+			<-start
+			_, removeErr = db.RemoveGroupMember(ctx, g.ID, member.ID, owner.ID, func(model.GroupChange) { log = append(log, "removed") })
+		})
+		wg.Go(func() {
+			<-start
+			_, inviteErr = db.AddGroupMember(ctx, g.ID, guest.ID, member.ID, 0, func(model.GroupChange) { log = append(log, "invited") })
+		})
+		close(start)
+		wg.Wait()
+		if removeErr != nil || (inviteErr != nil && !errors.Is(inviteErr, store.ErrForbidden)) {
+			t.Fatalf("round %d: remove %v, invite %v", round, removeErr, inviteErr)
+		}
+		want := []string{"removed"}
+		if inviteErr == nil {
+			want = []string{"invited", "removed"}
+		}
+		if !slices.Equal(log, want) {
+			t.Fatalf("round %d: committed %v (invite: %v), want %v", round, log, inviteErr, want)
+		}
 	}
 }

@@ -66,9 +66,9 @@ type Engine interface {
 	// after-commit action as AppendLater's published).
 	Groups(ctx context.Context) ([]model.GroupMembers, error)
 	CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
-	AddGroupMember(ctx context.Context, group, user int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
-	RemoveGroupMember(ctx context.Context, group, user int64, committed func(model.GroupChange)) (model.GroupChange, error)
-	RenameGroup(ctx context.Context, group int64, name string, committed func(model.GroupChange)) (model.GroupChange, error)
+	AddGroupMember(ctx context.Context, group, user, by int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
+	RemoveGroupMember(ctx context.Context, group, user, by int64, committed func(model.GroupChange)) (model.GroupChange, error)
+	RenameGroup(ctx context.Context, group int64, name string, by int64, committed func(model.GroupChange)) (model.GroupChange, error)
 }
 
 // Run runs the whole suite, each test against a fresh store from open.
@@ -117,6 +117,9 @@ func Run(t *testing.T, open func(t *testing.T) Engine) {
 		{"GroupMembership", testGroupMembership},
 		{"GroupReading", testGroupReading},
 		{"GroupCommittedInOrder", testGroupCommittedInOrder},
+		{"GroupIDNotReused", testGroupIDNotReused},
+		{"GroupCreateMany", testGroupCreateMany},
+		{"GroupWritesCheckWhoAsks", testGroupWritesCheckWhoAsks},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {

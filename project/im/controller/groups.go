@@ -101,9 +101,13 @@ func (c *ImService) GroupList(ctx *node.Context) (any, error) {
 	if err := ctx.Bind(&req); err != nil {
 		return nil, err
 	}
+	groups, err := c.Chat.ListGroups(ctx.UserID())
+	if err != nil {
+		return nil, err
+	}
 	return struct {
 		Groups []model.ListedGroup `json:"groups"`
-	}{c.Chat.ListGroups(ctx.UserID())}, nil
+	}{groups}, nil
 }
 
 // GroupMembers lists a group's members with their places.

@@ -648,3 +648,166 @@ func TestX2GroupNames(t *testing.T) {
 		t.Fatalf("%d payloads accepted as names, want 5", accepted)
 	}
 }
+
+// TestGroupDissolvedIDNotReused: the newest group dissolves (its last
+// member leaves); a group created after it, before and after a restart,
+// has a new id, and its members read nothing of the old one's history
+// over im/load, im/sync, im/search and im/conversations, while the old
+// author can no longer edit their old message (not_found).
+func TestGroupDissolvedIDNotReused(t *testing.T) {
+	cfg := servertest.Config(t)
+	s1 := servertest.StartConfig(t, cfg, boot.Options{})
+	ann, cat, dan := s1.DialTCP(t), s1.DialTCP(t), s1.DialTCP(t)
+	groupLogin(t, ann, "ann")
+	catID := groupLogin(t, cat, "cat")
+	groupLogin(t, dan, "dan")
+	old := createGroup(t, ann, "old", true)
+	oldConv := fmt.Sprint("group:", old.ID)
+	secret := send(t, ann, oldConv, "canary of the old group")
+	ann.OK("im/group/leave", map[string]int64{"id": old.ID}, nil)
+
+	check := func(cat, dan, ann *servertest.Client, g model.Group, previous int64) {
+		t.Helper()
+		if g.ID <= previous {
+			t.Errorf("a group created after group %d dissolved has id %d, want a new one", previous, g.ID)
+		}
+		conv := fmt.Sprint("group:", g.ID)
+		cat.MustPush("im/group") // dan's created push, on cat's connection
+		for _, c := range []*servertest.Client{cat, dan} {
+			var page struct {
+				Messages []groupMessage `json:"messages"`
+			}
+			c.OK("im/load", map[string]any{"with": conv}, &page)
+			if len(page.Messages) != 0 {
+				t.Errorf("a new member loads %+v from %s, want nothing", page.Messages, conv)
+			}
+			c.OK("im/sync", map[string]int64{"since": 0}, &page)
+			if len(page.Messages) != 0 {
+				t.Errorf("a new member syncs %+v, want nothing", page.Messages)
+			}
+			c.OK("im/search", map[string]any{"q": "canary"}, &page)
+			if len(page.Messages) != 0 {
+				t.Errorf("a new member finds %+v, want nothing", page.Messages)
+			}
+			var convs struct {
+				Conversations []struct {
+					Conv string `json:"conv"`
+				} `json:"conversations"`
+			}
+			c.OK("im/conversations", nil, &convs)
+			if len(convs.Conversations) != 0 {
+				t.Errorf("a new member's conversations: %+v, want none", convs.Conversations)
+			}
+			wantCode(t, c, "not_found", "im/load", map[string]any{"with": oldConv})
+		}
+		wantCode(t, ann, "not_found", "im/edit", map[string]any{"id": secret, "text": "pushed to the new members"})
+		noPush(t, cat, "im/edited", 100*time.Millisecond)
+	}
+	g := createGroup(t, dan, "new", true, catID)
+	check(cat, dan, ann, g, old.ID)
+
+	// After a restart, the dissolved group stays gone and its id unused.
+	dan.OK("im/group/leave", map[string]int64{"id": g.ID}, nil)
+	cat.MustPush("im/group")
+	cat.OK("im/group/leave", map[string]int64{"id": g.ID}, nil)
+	s1.Close()
+	s2 := servertest.StartConfig(t, cfg, boot.Options{})
+	ann, cat, dan = s2.DialTCP(t), s2.DialTCP(t), s2.DialTCP(t)
+	groupLogin(t, ann, "ann")
+	groupLogin(t, cat, "cat")
+	groupLogin(t, dan, "dan")
+	if l := groupList(t, dan); len(l) != 0 {
+		t.Fatalf("after the restart, dan lists %+v, want no group", l)
+	}
+	check(cat, dan, ann, createGroup(t, dan, "newer", true, catID), g.ID)
+}
+
+// TestGroupCreateBounds: im/group/create names at most 256 members
+// (bad_request naming the cap, before any lookup or token), and creations
+// have a limiter of their own, stricter than messages (with the defaults,
+// bursts of 5 a user), which refused creations count against too.
+func TestGroupCreateBounds(t *testing.T) {
+	s := servertest.Start(t)
+	ann, bob := s.DialTCP(t), s.DialWS(t, "", nil)
+	groupLogin(t, ann, "ann")
+	bobID := groupLogin(t, bob, "bob")
+	many := make([]int64, 257)
+	for i := range many {
+		many[i] = int64(1000 + i)
+	}
+	for range 10 { // never a token: 10 of them still leave the burst whole
+		f := ann.Request("im/group/create", map[string]any{"name": "huge", "members": many})
+		if f.ErrorCode() != "bad_request" || !strings.Contains(string(f.Body), "256") {
+			t.Fatalf("create with 257 members: %s, want bad_request naming 256", f)
+		}
+	}
+	// 256 (with duplicates and the creator among them) passes the cap and
+	// is refused by the lookup: no such users.
+	wantCode(t, ann, "not_found", "im/group/create", map[string]any{"name": "big", "members": append(many[:256:256], many[0], bobID-1)})
+	for range 4 {
+		createGroup(t, ann, "ok", false, bobID)
+		bob.MustPush("im/group")
+	}
+	f := ann.Request("im/group/create", map[string]any{"name": "one too many"})
+	if f.ErrorCode() != "rate_limited" || retryAfterMS(t, f) <= 0 {
+		t.Fatalf("6th creation in a burst of 5: %s, want rate_limited with retry_after_ms", f)
+	}
+	createGroup(t, bob, "bob's own", false) // per user
+	ann.OK("im/send", map[string]string{"to": "room:lobby", "text": "sends are not held back"}, nil)
+}
+
+// TestGroupReadsRateLimited: im/group/list and im/group/members take the
+// updates limiter's tokens (their cost grows with the groups and the
+// members), so a burst past it is rate_limited with retry_after_ms; and
+// im/group/members gives each member's places.
+func TestGroupReadsRateLimited(t *testing.T) {
+	s := servertest.Start(t)
+	ann, bob, bob2 := s.DialTCP(t), s.DialWS(t, "", nil), s.DialUDP(t)
+	annID := groupLogin(t, ann, "ann")
+	bobID := groupLogin(t, bob, "bob")
+	bob2.Login("bob", "password-bob")
+	g := createGroup(t, ann, "ops", false, bobID)
+	if m := groupMembers(t, ann, g.ID); len(m) != 2 || m[0].ID != annID || m[0].Places != 1 || m[1].ID != bobID || m[1].Places != 2 {
+		t.Fatalf("members: %+v, want ann at 1 place and bob at 2", m)
+	}
+	burst := s.Config.Limits.MessageBurst
+	for _, c := range []struct {
+		path string
+		body any
+	}{{"im/group/list", nil}, {"im/group/members", map[string]int64{"id": g.ID}}} {
+		eve := s.DialTCP(t)
+		groupLogin(t, eve, fmt.Sprint("eve", len(c.path)))
+		limited := false
+		for range burst + 1 {
+			f := eve.Request(c.path, c.body)
+			if code := f.ErrorCode(); code == "rate_limited" {
+				if retryAfterMS(t, f) <= 0 {
+					t.Fatalf("%s: %s, want retry_after_ms", c.path, f)
+				}
+				limited = true
+				break
+			} else if code != "" {
+				t.Fatalf("%s: %s", c.path, f)
+			}
+		}
+		if !limited {
+			t.Errorf("%d of %s in a burst of %d: none rate_limited", burst+1, c.path, burst)
+		}
+	}
+}
+
+// TestTypingUnknownUserLimitedFirst: im/typing to a user who does not
+// exist is not_found within the typing rate, and past it dropped like any
+// other typing ({}), before the store is asked about the user.
+func TestTypingUnknownUserLimitedFirst(t *testing.T) {
+	s := servertest.Start(t)
+	ann := s.DialTCP(t)
+	groupLogin(t, ann, "ann")
+	rate := s.Config.Limits.TypingPerSecond
+	for i := range rate {
+		wantCode(t, ann, "not_found", "im/typing", map[string]string{"to": fmt.Sprint("user:", 4242+i)})
+	}
+	if f := ann.Request("im/typing", map[string]string{"to": "user:9999"}); f.ErrorCode() != "" {
+		t.Fatalf("typing past the rate to an unknown user: %s, want {} (dropped before the lookup)", f)
+	}
+}

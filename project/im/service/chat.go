@@ -287,7 +287,8 @@ func (s *Service) Read(ctx context.Context, conn uint64, user int64, with string
 }
 
 // Typing tells the conversation's other readers that user is typing. Over
-// the typing rate it is dropped without an error.
+// the typing rate it is dropped without an error, before anything is read
+// from the store; within it, a user who does not exist is not_found.
 func (s *Service) Typing(ctx context.Context, user int64, to string) error {
 	addr, err := model.ParseAddress(to)
 	if err != nil {
@@ -298,15 +299,16 @@ func (s *Service) Typing(ctx context.Context, user int64, to string) error {
 		if _, _, err := s.groupFor(addr.ID, user, false); err != nil {
 			return err
 		}
-	case model.AddrUser:
+	}
+	if _, ok := s.typing.allow(user, s.Now()); !ok {
+		return nil
+	}
+	if addr.Kind == model.AddrUser { // after the limiter: a store read when not cached
 		if _, err := s.account(ctx, addr.ID); errors.Is(err, store.ErrNotFound) {
 			return node.Errorf(node.CodeNotFound, "no such user: %s", to)
 		} else if err != nil {
 			return err
 		}
-	}
-	if _, ok := s.typing.allow(user, s.Now()); !ok {
-		return nil
 	}
 	acct, err := s.account(ctx, user)
 	if err != nil {

@@ -3,14 +3,18 @@ package service
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"dce/app/node"
 	"dce/common/model"
 	"dce/common/store"
 )
 
-// Groups (PROTOCOL.md sections 3 and 5). Who may do what is decided from
-// membership in memory (membership.go); every change is a store write
+// Groups (PROTOCOL.md sections 3 and 5). Who may do what is checked first
+// from membership in memory (membership.go), for the reply's code without
+// a write, and again by the store in the write's own transaction (the
+// writes take who asks), so a permission lost in a commit just before
+// cannot be used; every change is a store write
 // whose after-commit action, on the store's publisher, changes that memory
 // and pushes im/group to the members, so the push of a change and the
 // pushes of the messages around it reach everyone in commit order.
@@ -50,6 +54,8 @@ func groupStoreError(err error) error {
 		return node.Errorf(node.CodeNotFound, "no such group or user")
 	case errors.Is(err, store.ErrFull):
 		return node.Errorf(node.CodeForbidden, "the group is full")
+	case errors.Is(err, store.ErrForbidden):
+		return node.Errorf(node.CodeForbidden, "you may not change this group")
 	}
 	return err
 }
@@ -116,26 +122,50 @@ func (s *Service) pushGroup(event string, about *model.User, added bool, exceptC
 	}
 }
 
-// CreateGroup creates a group owned by user with the members named.
+// MaxCreateMembers is the most members im/group/create may name (more are
+// invited): a creation is one write, and the single writer must not be
+// held long by one request.
+const MaxCreateMembers = 256
+
+// CreateGroup creates a group owned by user with the members named. The
+// cheap checks come first, then the creations limiter (so a refused
+// creation costs a token too), then the member cap, and only then does
+// anything look users up: the store, in the creation's own transaction.
 func (s *Service) CreateGroup(ctx context.Context, conn uint64, user int64, name *string, private bool, members []int64) (model.Group, error) {
 	normalized, err := groupName(name)
 	if err != nil {
 		return model.Group{}, err
 	}
+	others := make([]int64, 0, len(members))
+	for _, id := range members {
+		if id <= 0 {
+			return model.Group{}, node.Errorf(node.CodeBadRequest, "members: %d is not a user id", id)
+		}
+		if id != user {
+			others = append(others, id)
+		}
+	}
+	slices.Sort(others)
+	others = slices.Compact(others)
+	if len(others) > MaxCreateMembers {
+		return model.Group{}, node.Errorf(node.CodeBadRequest,
+			"members: at most %d at creation (%d named); invite the others", MaxCreateMembers, len(others))
+	}
+	if wait, ok := s.creations.allow(user, s.Now()); !ok {
+		return model.Group{}, node.RateLimited(wait, "too many groups created; slow down")
+	}
+	if limit := s.Limits().GroupMembers; limit > 0 && 1+len(others) > limit {
+		return model.Group{}, node.Errorf(node.CodeForbidden, "the group is full (at most %d members)", limit)
+	}
 	creator, err := s.knownUser(ctx, user)
 	if err != nil {
 		return model.Group{}, err
 	}
-	for _, id := range members {
-		if _, err := s.knownUser(ctx, id); err != nil {
-			return model.Group{}, err
-		}
-	}
-	if err := s.allowUpdate(user); err != nil {
-		return model.Group{}, err
-	}
-	change, err := s.Store.CreateGroup(ctx, model.NewGroup{Name: normalized, Owner: user, Private: private, Members: members},
+	change, err := s.Store.CreateGroup(ctx, model.NewGroup{Name: normalized, Owner: user, Private: private, Members: others},
 		s.Limits().GroupMembers, s.pushGroup(GroupCreated, &creator, false, conn))
+	if errors.Is(err, store.ErrNotFound) {
+		return model.Group{}, node.Errorf(node.CodeNotFound, "members: a user named does not exist")
+	}
 	if err != nil {
 		return model.Group{}, groupStoreError(err)
 	}
@@ -153,7 +183,10 @@ func (s *Service) JoinGroup(ctx context.Context, conn uint64, user, id int64) (m
 	if err != nil {
 		return model.Group{}, err
 	}
-	change, err := s.Store.AddGroupMember(ctx, id, user, s.Limits().GroupMembers, s.pushGroup(GroupJoined, &joiner, true, conn))
+	change, err := s.Store.AddGroupMember(ctx, id, user, user, s.Limits().GroupMembers, s.pushGroup(GroupJoined, &joiner, true, conn))
+	if errors.Is(err, store.ErrForbidden) {
+		return model.Group{}, node.Errorf(node.CodeForbidden, "you are not a member of group:%d", id)
+	}
 	if err != nil {
 		return model.Group{}, groupStoreError(err)
 	}
@@ -176,7 +209,10 @@ func (s *Service) InviteToGroup(ctx context.Context, conn uint64, user, id, invi
 	if err := s.allowUpdate(user); err != nil {
 		return err
 	}
-	_, err = s.Store.AddGroupMember(ctx, id, invitee, s.Limits().GroupMembers, s.pushGroup(GroupInvited, &guest, true, conn))
+	_, err = s.Store.AddGroupMember(ctx, id, invitee, user, s.Limits().GroupMembers, s.pushGroup(GroupInvited, &guest, true, conn))
+	if errors.Is(err, store.ErrForbidden) { // removed since the check above
+		return node.Errorf(node.CodeForbidden, "you are not a member of group:%d", id)
+	}
 	return groupStoreError(err)
 }
 
@@ -191,7 +227,7 @@ func (s *Service) LeaveGroup(ctx context.Context, conn uint64, user, id int64) e
 	if err != nil {
 		return err
 	}
-	_, err = s.Store.RemoveGroupMember(ctx, id, user, s.pushGroup(GroupLeft, &leaver, false, conn))
+	_, err = s.Store.RemoveGroupMember(ctx, id, user, user, s.pushGroup(GroupLeft, &leaver, false, conn))
 	return groupStoreError(err)
 }
 
@@ -221,7 +257,10 @@ func (s *Service) RemoveFromGroup(ctx context.Context, conn uint64, user, id, me
 	if err := s.allowUpdate(user); err != nil {
 		return err
 	}
-	_, err = s.Store.RemoveGroupMember(ctx, id, member, s.pushGroup(GroupRemoved, &removed, false, conn))
+	_, err = s.Store.RemoveGroupMember(ctx, id, member, user, s.pushGroup(GroupRemoved, &removed, false, conn))
+	if errors.Is(err, store.ErrForbidden) { // ownership passed on since the check above
+		return node.Errorf(node.CodeForbidden, "only the owner of group:%d may remove members", id)
+	}
 	return groupStoreError(err)
 }
 
@@ -241,7 +280,10 @@ func (s *Service) RenameGroup(ctx context.Context, conn uint64, user, id int64, 
 	if err := s.allowUpdate(user); err != nil {
 		return model.Group{}, err
 	}
-	change, err := s.Store.RenameGroup(ctx, id, normalized, s.pushGroup(GroupRenamed, nil, false, conn))
+	change, err := s.Store.RenameGroup(ctx, id, normalized, user, s.pushGroup(GroupRenamed, nil, false, conn))
+	if errors.Is(err, store.ErrForbidden) { // ownership passed on since the check above
+		return model.Group{}, node.Errorf(node.CodeForbidden, "only the owner of group:%d may rename it", id)
+	}
 	if err != nil {
 		return model.Group{}, groupStoreError(err)
 	}
@@ -249,14 +291,24 @@ func (s *Service) RenameGroup(ctx context.Context, conn uint64, user, id int64, 
 }
 
 // ListGroups lists the groups user is in and the open ones, by id, each
-// saying whether user is a member.
-func (s *Service) ListGroups(user int64) []model.ListedGroup { return s.groups.visibleTo(user) }
+// saying whether user is a member; rate-limited with the updates (the
+// list grows with the open groups).
+func (s *Service) ListGroups(user int64) ([]model.ListedGroup, error) {
+	if err := s.allowUpdate(user); err != nil {
+		return nil, err
+	}
+	return s.groups.visibleTo(user), nil
+}
 
 // GroupMembers lists a group's members in join order, each with the
 // places they are online at (0 when offline): for members, and for anyone
-// when the group is open.
+// when the group is open. Its cost grows with the members only (a place
+// lookup each), and it is rate-limited with the updates.
 func (s *Service) GroupMembers(ctx context.Context, user, id int64) ([]model.Online, error) {
 	if _, _, err := s.groupFor(id, user, true); err != nil {
+		return nil, err
+	}
+	if err := s.allowUpdate(user); err != nil {
 		return nil, err
 	}
 	ids := s.groups.members(id)
@@ -264,14 +316,14 @@ func (s *Service) GroupMembers(ctx context.Context, user, id int64) ([]model.Onl
 	if err != nil {
 		return nil, err
 	}
-	places := make(map[int64]int)
-	for _, o := range s.Hub.Online() {
-		places[o.UserID] = o.Places
-	}
 	out := make([]model.Online, 0, len(ids))
 	for _, id := range ids {
 		if u, ok := users[id]; ok {
-			out = append(out, model.Online{User: u, Places: places[id]})
+			places, online := s.Hub.Places(id)
+			if !online {
+				places = 0
+			}
+			out = append(out, model.Online{User: u, Places: places})
 		}
 	}
 	return out, nil

@@ -108,15 +108,26 @@ type Store interface {
 	// lists every member (Members). AddGroupMember puts user last in the
 	// join order. RemoveGroupMember takes user out; when the owner goes,
 	// the member first in join order becomes owner; when the last member
-	// goes the group is deleted (Dissolved) and its messages stay,
-	// readable by no one. Refusals, with nothing written:
-	// store.ErrNotFound for no such group or user, store.ErrFull when a
-	// create or an add would take the group past maxMembers (when above
-	// 0).
+	// goes the group is dissolved (Dissolved): it is gone from Groups and
+	// from every later write (store.ErrNotFound), its id is never given
+	// to another group, and its messages stay, readable by no one.
+	//
+	// by is who asks, and the store checks in the write's own
+	// transaction, as of the commits before it, that they may, so no
+	// permission the chat saw in memory can be stale by the time it
+	// applies: an add by user themselves is a join (the group must be
+	// open), by anyone else an invite (by must be a member); a removal of
+	// user by anyone else needs by to be the owner (and the owner cannot
+	// be removed so); a rename needs by to be the owner.
+	//
+	// Refusals, with nothing written and nothing published:
+	// store.ErrNotFound for no such group or user, store.ErrForbidden
+	// when by may not make the change, store.ErrFull when a create or an
+	// add would take the group past maxMembers (when above 0).
 	CreateGroup(ctx context.Context, g model.NewGroup, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
-	AddGroupMember(ctx context.Context, group, user int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
-	RemoveGroupMember(ctx context.Context, group, user int64, committed func(model.GroupChange)) (model.GroupChange, error)
-	RenameGroup(ctx context.Context, group int64, name string, committed func(model.GroupChange)) (model.GroupChange, error)
+	AddGroupMember(ctx context.Context, group, user, by int64, maxMembers int, committed func(model.GroupChange)) (model.GroupChange, error)
+	RemoveGroupMember(ctx context.Context, group, user, by int64, committed func(model.GroupChange)) (model.GroupChange, error)
+	RenameGroup(ctx context.Context, group int64, name string, by int64, committed func(model.GroupChange)) (model.GroupChange, error)
 }
 
 // Bus fans pre-encoded frames out to users' connections, on this node and
@@ -130,6 +141,9 @@ type Bus interface {
 // Hub is what the chat asks of the live connections.
 type Hub interface {
 	Online() []hub.Online
+	// Places is how many connections user holds now, and whether they
+	// count as online.
+	Places(user int64) (int, bool)
 	EndSession(user int64, sid string)
 	Stats() hub.Stats
 }
@@ -154,11 +168,14 @@ type Service struct {
 	sends    *userLimiter
 	typing   *userLimiter
 	updates  *userLimiter // read marks and profile changes, which push to others
-	users    sync.Map     // int64 -> model.Account: the accounts of recent senders
-	sent     atomic.Uint64
-	stop     chan struct{}
-	stopOnce sync.Once
-	started  time.Time
+	// creations: group creations, stricter than updates (a creation
+	// writes a row per member): creationRate of the message limits.
+	creations *userLimiter
+	users     sync.Map // int64 -> model.Account: the accounts of recent senders
+	sent      atomic.Uint64
+	stop      chan struct{}
+	stopOnce  sync.Once
+	started   time.Time
 
 	admission *admission // new connections and resumes
 	presence  *presenceFolder
@@ -181,14 +198,15 @@ func New(d Deps, cfg config.Config) *Service {
 		Deps: d,
 		hasher: NewHasher(ArgonParams{MemoryKiB: uint32(cfg.Auth.ArgonMemoryKiB), Time: uint32(cfg.Auth.ArgonTime),
 			Threads: uint8(max(1, cfg.Auth.ArgonThreads))}, slots, cfg.Auth.HashWait.Duration),
-		failures: newWindowLimiter(time.Duration(cfg.Limits.FailedLoginWindowSeconds) * time.Second),
-		signups:  newWindowLimiter(time.Hour),
-		sends:    newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
-		typing:   newUserLimiter(cfg.Limits.TypingPerSecond, cfg.Limits.TypingPerSecond),
-		updates:  newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
-		stop:     make(chan struct{}),
-		started:  d.Now(),
-		groups:   newMembership(),
+		failures:  newWindowLimiter(time.Duration(cfg.Limits.FailedLoginWindowSeconds) * time.Second),
+		signups:   newWindowLimiter(time.Hour),
+		sends:     newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
+		typing:    newUserLimiter(cfg.Limits.TypingPerSecond, cfg.Limits.TypingPerSecond),
+		updates:   newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
+		creations: newUserLimiter(creationRate(cfg.Limits)),
+		stop:      make(chan struct{}),
+		started:   d.Now(),
+		groups:    newMembership(),
 	}
 	s.admission = newAdmission(cfg.Limits)
 	s.presence = newPresenceFolder(presenceInterval, s.pushPresence)
@@ -211,6 +229,7 @@ func (s *Service) Reload(l config.Limits) {
 	s.sends.setRate(l.MessagesPerSecond, l.MessageBurst)
 	s.typing.setRate(l.TypingPerSecond, l.TypingPerSecond)
 	s.updates.setRate(l.MessagesPerSecond, l.MessageBurst)
+	s.creations.setRate(creationRate(l))
 	s.admission.setRate(l)
 }
 
@@ -231,10 +250,18 @@ func (s *Service) janitor() {
 			s.sends.sweep(now)
 			s.typing.sweep(now)
 			s.updates.sweep(now)
+			s.creations.sweep(now)
 			s.admission.sweep(now)
 			s.presence.sweep(now)
 		}
 	}
+}
+
+// creationRate is the group creations a user may make a second, and at
+// once: a tenth of the messages and a quarter of the burst, at least one
+// of each (with the defaults, 1 a second, bursts of 5).
+func creationRate(l config.Limits) (perSecond, burst int) {
+	return max(1, l.MessagesPerSecond/10), max(1, l.MessageBurst/4)
 }
 
 // account returns a user's account, cached: sends check bans and mutes on
