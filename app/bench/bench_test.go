@@ -76,8 +76,14 @@ func TestBenchText(t *testing.T) {
 	if !ok || sender != 3 || seq != 1234 || time.Since(time.Unix(0, sent)) > time.Minute {
 		t.Fatalf("parse = %d %d %d %v", sender, seq, sent, ok)
 	}
-	if _, _, _, ok := parseBenchText([]byte(`{"text":"hello"}`)); ok {
-		t.Fatal("a text that is not a bench text parsed")
+	for _, bad := range []string{`{"text":"hello"}`, `{"text":"1 2 3"}`, `{"text":"1 -2 3 "}`, `{"text":"1  3 "}`,
+		`{"text":"1 2 9223372036854775808 "}`, `{"text":"1 2 12345678901234567890 "}`, `{"text":"warm-up"}`, `{"text":"1 2x 3 "}`} {
+		if _, _, _, ok := parseBenchText([]byte(bad)); ok {
+			t.Errorf("%s parsed as a bench text", bad)
+		}
+	}
+	if _, _, _, ok := parseBenchFields(warmUpText); ok {
+		t.Error("the warm-up frame parsed as a bench message")
 	}
 }
 

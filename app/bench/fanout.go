@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,19 +95,22 @@ func parseBenchText(body []byte) (sender, seq int, sent int64, ok bool) {
 	return parseBenchFields(body[i+len(textKey):])
 }
 
-// parseBenchFields reads the "SENDER SEQ UNIXNANO " that starts rest.
+// parseBenchFields reads the "SENDER SEQ UNIXNANO " that starts rest:
+// three runs of at most 19 decimal digits, each ended by a space and each
+// within an int64. It reads the digits itself (no string, no error value)
+// because every reader runs it on every push.
 func parseBenchFields(rest []byte) (sender, seq int, sent int64, ok bool) {
 	fields := [3]int64{}
 	for f := range fields {
-		j := bytes.IndexByte(rest, ' ')
-		if j <= 0 {
+		var v uint64 // 19 digits fit
+		j := 0
+		for ; j < len(rest) && j < 20 && rest[j] >= '0' && rest[j] <= '9'; j++ {
+			v = v*10 + uint64(rest[j]-'0')
+		}
+		if j == 0 || j > 19 || j == len(rest) || rest[j] != ' ' || v > math.MaxInt64 {
 			return 0, 0, 0, false
 		}
-		v, err := strconv.ParseInt(string(rest[:j]), 10, 64)
-		if err != nil {
-			return 0, 0, 0, false
-		}
-		fields[f], rest = v, rest[j+1:]
+		fields[f], rest = int64(v), rest[j+1:]
 	}
 	return int(fields[0]), int(fields[1]), fields[2], true
 }
