@@ -76,8 +76,14 @@ func TestBenchText(t *testing.T) {
 	if !ok || sender != 3 || seq != 1234 || time.Since(time.Unix(0, sent)) > time.Minute {
 		t.Fatalf("parse = %d %d %d %v", sender, seq, sent, ok)
 	}
-	if _, _, _, ok := parseBenchText([]byte(`{"text":"hello"}`)); ok {
-		t.Fatal("a text that is not a bench text parsed")
+	for _, bad := range []string{`{"text":"hello"}`, `{"text":"1 2 3"}`, `{"text":"1 -2 3 "}`, `{"text":"1  3 "}`,
+		`{"text":"1 2 9223372036854775808 "}`, `{"text":"1 2 12345678901234567890 "}`, `{"text":"warm-up"}`, `{"text":"1 2x 3 "}`} {
+		if _, _, _, ok := parseBenchText([]byte(bad)); ok {
+			t.Errorf("%s parsed as a bench text", bad)
+		}
+	}
+	if _, _, _, ok := parseBenchFields(warmUpText); ok {
+		t.Error("the warm-up frame parsed as a bench message")
 	}
 }
 
@@ -87,18 +93,20 @@ func TestReportMediansAndWorst(t *testing.T) {
 {"workload":"fanout","label":"f1k","readers":1000,"rate":20,"lost":2,"deliveries_per_cpu_s":1,"latency":{"p50_ms":2,"p99_ms":30}}
 {"workload":"fanout","label":"f1k","readers":1000,"rate":20,"lost":0,"deliveries_per_cpu_s":2,"latency":{"p50_ms":3,"p99_ms":20}}
 {"workload":"fanout","label":"f10k","readers":10000,"rate":2,"lost":0,"latency":{"p50_ms":9,"p99_ms":90}}
+{"workload":"fanout-plain","label":"p10k","readers":10000,"rate":2,"lost":0,"server_cpu_s":3.5,"latency":{"p50_ms":9,"p99_ms":80}}
 {"workload":"conns","label":"idle","rss_per_conn_bytes":16000,"errors":0}
 {"workload":"floor","label":"floor-1k","readers":1000,"latency":{"p50_ms":1,"p99_ms":7}}
 {"workload":"floor","label":"floor-10k","readers":10000,"latency":{"p50_ms":8,"p99_ms":70}}
 `)
 	runs, err := ReadRuns(in)
-	if err != nil || len(runs) != 7 {
+	if err != nil || len(runs) != 8 {
 		t.Fatalf("ReadRuns = %d runs, %v", len(runs), err)
 	}
 	var out strings.Builder
 	WriteTable(&out, runs)
 	table := out.String()
 	for _, want := range []string{"| f1k | fanout | 3 |", "lost 2", "deliveries_per_cpu_s 2", "latency.p99_ms 20", "| idle | conns | 1 |", "rss_per_conn_bytes 16000",
+		"| p10k | fanout-plain | 1 | readers 10000,", "server_cpu_s 3.5",
 		"| floor-10k | floor | 1 | readers 10000, latency.p50_ms 8"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table lacks %q:\n%s", want, table)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +71,7 @@ type reader struct {
 	got       atomic.Int64
 	dups      atomic.Int64
 	inversion atomic.Int64
+	warm      atomic.Bool // a warm-up frame arrived (FanoutConfig.Plain)
 }
 
 // benchText is a message's text: "SENDER SEQ UNIXNANO " padded with x.
@@ -93,19 +95,22 @@ func parseBenchText(body []byte) (sender, seq int, sent int64, ok bool) {
 	return parseBenchFields(body[i+len(textKey):])
 }
 
-// parseBenchFields reads the "SENDER SEQ UNIXNANO " that starts rest.
+// parseBenchFields reads the "SENDER SEQ UNIXNANO " that starts rest:
+// three runs of at most 19 decimal digits, each ended by a space and each
+// within an int64. It reads the digits itself (no string, no error value)
+// because every reader runs it on every push.
 func parseBenchFields(rest []byte) (sender, seq int, sent int64, ok bool) {
 	fields := [3]int64{}
 	for f := range fields {
-		j := bytes.IndexByte(rest, ' ')
-		if j <= 0 {
+		var v uint64 // 19 digits fit
+		j := 0
+		for ; j < len(rest) && j < 20 && rest[j] >= '0' && rest[j] <= '9'; j++ {
+			v = v*10 + uint64(rest[j]-'0')
+		}
+		if j == 0 || j > 19 || j == len(rest) || rest[j] != ' ' || v > math.MaxInt64 {
 			return 0, 0, 0, false
 		}
-		v, err := strconv.ParseInt(string(rest[:j]), 10, 64)
-		if err != nil {
-			return 0, 0, 0, false
-		}
-		fields[f], rest = v, rest[j+1:]
+		fields[f], rest = int64(v), rest[j+1:]
 	}
 	return int(fields[0]), int(fields[1]), fields[2], true
 }
@@ -139,8 +144,15 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 	perSender := (cfg.Msgs + cfg.Pubs - 1) / cfg.Pubs
 	var lat Histogram
 	readers := make([]*reader, cfg.Readers)
+	var warmed atomic.Int64 // connections that have seen a warm-up frame
 	onPush := func(r *reader) func([]byte, []byte, int) {
 		return func(path, body []byte, _ int) {
+			if cfg.Plain && bytes.Equal(path, warmUpText) {
+				if !r.warm.Swap(true) {
+					warmed.Add(1)
+				}
+				return
+			}
 			var (
 				sender, seq int
 				sent        int64
@@ -192,8 +204,15 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 				plainAcks[s][seq] = make(chan reply, 1)
 			}
 		}
+		swarm := make([]atomic.Bool, cfg.Pubs)
 		sclients, err = connectPlain(ctx, &o, cfg.Pubs, cfg.Readers, func(s int) func([]byte, []byte, int) {
 			return func(path, _ []byte, _ int) {
+				if bytes.Equal(path, warmUpText) {
+					if !swarm[s].Swap(true) {
+						warmed.Add(1)
+					}
+					return
+				}
 				if sender, seq, _, ok := parseBenchFields(path); ok && sender == s && seq >= 0 && seq < perSender {
 					select {
 					case plainAcks[s][seq] <- reply{}:
@@ -206,6 +225,9 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 			return res, err
 		}
 		defer closeAll(sclients)
+		if err := warmUp(ctx, sclients[0], &warmed, int64(cfg.Readers+cfg.Pubs)); err != nil {
+			return res, err
+		}
 	} else {
 		k := newConnector(&o)
 		var rusers, susers []user
@@ -359,6 +381,39 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 		}
 	}
 	return res, nil
+}
+
+// warmUpText is the frame a plain fan-out sends before it measures
+// anything. It is no bench message (parseBenchFields refuses it), so no
+// reader counts it as a delivery, and the relay echoes it like any text.
+var warmUpText = []byte("warm-up")
+
+// warmUpEvery is how long warmUp waits for its frame to reach everyone
+// before it sends another.
+const warmUpEvery = 100 * time.Millisecond
+
+// warmUp has sender c send warm-up frames until each of the want
+// connections has seen one (warmed counts them). A plain relay puts a
+// connection in its room in its handler, after the upgrade that dial
+// waited for, so a message sent as soon as every dial returned could miss
+// a connection that is not in the room yet; once a connection has seen a
+// frame, every later one reaches it.
+func warmUp(ctx context.Context, c *client, warmed *atomic.Int64, want int64) error {
+	for {
+		if err := c.writeFrame(ws.OpText, warmUpText); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+		deadline := time.Now().Add(warmUpEvery)
+		for warmed.Load() < want && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(2 * time.Millisecond)
+		}
+		if warmed.Load() >= want {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("warm-up: %d of %d connections joined the room: %w", warmed.Load(), want, ctx.Err())
+		}
+	}
 }
 
 // groupCreateIDs is how many members one im/group/create names: their ids

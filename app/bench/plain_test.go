@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,17 +17,24 @@ import (
 
 // startRelay serves a plain broadcast room, as the bare stack's probe
 // does: every text message a client sends goes to every client, the
-// sender included.
-func startRelay(t *testing.T) string {
+// sender included. Like the probe, it puts a connection in the room in
+// its handler, after the upgrade; every other connection waits join
+// first, so that a load tool that sends as soon as its upgrades returned
+// misses the late ones.
+func startRelay(t *testing.T, join time.Duration) string {
 	t.Helper()
 	var (
-		mu    sync.Mutex
-		conns = map[*websocket.Conn]*sync.Mutex{}
+		mu     sync.Mutex
+		conns  = map[*websocket.Conn]*sync.Mutex{}
+		joined atomic.Int64
 	)
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Get("/ws", websocket.New(func(c *websocket.Conn) {
 		if c.Query("room") != "lobby" {
 			return
+		}
+		if joined.Add(1)%2 == 0 {
+			time.Sleep(join)
 		}
 		mu.Lock()
 		conns[c] = &sync.Mutex{}
@@ -60,7 +68,9 @@ func startRelay(t *testing.T) string {
 }
 
 func TestBenchFanoutPlainDrivesABroadcastServer(t *testing.T) {
-	o := bench.Options{URL: startRelay(t), Timeout: time.Minute, Server: bench.ProcessFigures(os.Getpid())}
+	// Every other connection joins the room 200 ms after its upgrade: the
+	// tool must wait for all of them before it sends a message it counts.
+	o := bench.Options{URL: startRelay(t, 200*time.Millisecond), Timeout: 30 * time.Second, Server: bench.ProcessFigures(os.Getpid())}
 	res, err := bench.Fanout(context.Background(), o, bench.FanoutConfig{Readers: 50, Pubs: 2, Msgs: 400, Size: 64, Plain: true})
 	if err != nil {
 		t.Fatal(err)

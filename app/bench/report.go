@@ -72,14 +72,18 @@ func flatten(prefix string, v any, out map[string]float64) {
 // every other as the median.
 var (
 	reported = map[string][]string{
-		"conns":    {"connections", "errors", "dropped", "ramp_s", "rss_per_conn_bytes"},
-		"fanout":   {"readers", "acked", "lost", "duplicated", "out_of_order", "deliveries_per_s", "deliveries_per_cpu_s", "latency.p50_ms", "latency.p99_ms", "ack.p99_ms"},
-		"pairs":    {"pairs", "acked_per_s", "failed", "missing_in_store", "ack.p50_ms", "ack.p99_ms", "delivery.p99_ms"},
-		"login":    {"logins", "logins_per_s", "rate_limited", "failed", "latency.p50_ms", "latency.p99_ms"},
-		"floor":    {"readers", "delivered", "latency.p50_ms", "latency.p90_ms", "latency.p99_ms"},
-		"disk":     {"n", "rate", "latency.p50_ms", "latency.p90_ms", "latency.p99_ms", "latency.max_ms"},
-		"presence": {"watchers", "joined", "presence_frames", "presence_bytes", "bytes_per_joiner", "watchers_exact", "joiners_missing"},
+		"conns":        {"connections", "errors", "dropped", "ramp_s", "rss_per_conn_bytes"},
+		"fanout":       fanoutFigures,
+		"fanout-plain": fanoutFigures,
+		"fanout-group": fanoutFigures,
+		"pairs":        {"pairs", "acked_per_s", "failed", "missing_in_store", "ack.p50_ms", "ack.p99_ms", "delivery.p99_ms"},
+		"login":        {"logins", "logins_per_s", "rate_limited", "failed", "latency.p50_ms", "latency.p99_ms"},
+		"floor":        {"readers", "delivered", "latency.p50_ms", "latency.p90_ms", "latency.p99_ms"},
+		"disk":         {"n", "rate", "latency.p50_ms", "latency.p90_ms", "latency.p99_ms", "latency.max_ms"},
+		"presence":     {"watchers", "joined", "presence_frames", "presence_bytes", "bytes_per_joiner", "watchers_exact", "joiners_missing"},
 	}
+	fanoutFigures = []string{"readers", "acked", "lost", "duplicated", "out_of_order", "deliveries_per_s", "deliveries_per_cpu_s",
+		"latency.p50_ms", "latency.p99_ms", "ack.p99_ms", "server_cpu_s", "tool_cpu_s"}
 	worst = map[string]bool{"errors": true, "dropped": true, "lost": true, "duplicated": true, "out_of_order": true,
 		"failed": true, "missing_in_store": true, "joiners_missing": true}
 )
