@@ -84,10 +84,13 @@ type Store interface {
 	// (case-insensitive, any script, any substring), never a deleted one,
 	// newest first, ids below before (when > 0), in conversation key
 	// when it is not "", at most limit (1..100, 20 when 0); more reports
-	// further matches. A message is found once its Append has returned.
+	// further matches, and next is then the id to pass as before to go
+	// on: a search may examine a bounded number of candidates only, and
+	// then return fewer than limit (none, even) with more and the oldest
+	// id it examined. A message is found once its Append has returned.
 	// One- and two-character queries look through a bounded window of
 	// the newest readable messages only (the engine documents its size).
-	Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) ([]model.Message, bool, error)
+	Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) (msgs []model.Message, more bool, next int64, err error)
 	// Groups returns every group with its members in join order, by id:
 	// what the chat loads into memory when it starts.
 	Groups(ctx context.Context) ([]model.GroupMembers, error)
@@ -154,6 +157,7 @@ type Service struct {
 	sends    *userLimiter
 	typing   *userLimiter
 	updates  *userLimiter // read marks and profile changes, which push to others
+	searches searchLimits // im/search (search.go)
 	users    sync.Map     // int64 -> model.Account: the accounts of recent senders
 	sent     atomic.Uint64
 	stop     chan struct{}
@@ -186,6 +190,7 @@ func New(d Deps, cfg config.Config) *Service {
 		sends:    newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
 		typing:   newUserLimiter(cfg.Limits.TypingPerSecond, cfg.Limits.TypingPerSecond),
 		updates:  newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
+		searches: newSearchLimits(cfg.Limits),
 		stop:     make(chan struct{}),
 		started:  d.Now(),
 		groups:   newMembership(),
@@ -211,6 +216,7 @@ func (s *Service) Reload(l config.Limits) {
 	s.sends.setRate(l.MessagesPerSecond, l.MessageBurst)
 	s.typing.setRate(l.TypingPerSecond, l.TypingPerSecond)
 	s.updates.setRate(l.MessagesPerSecond, l.MessageBurst)
+	s.searches.setRate(l)
 	s.admission.setRate(l)
 }
 
@@ -231,6 +237,7 @@ func (s *Service) janitor() {
 			s.sends.sweep(now)
 			s.typing.sweep(now)
 			s.updates.sweep(now)
+			s.searches.perUser.sweep(now)
 			s.admission.sweep(now)
 			s.presence.sweep(now)
 		}
