@@ -1,7 +1,7 @@
 // Search: the search box calls im/search {"q","with"?,"before"?}; the
 // results show the conversation, the sender, the time and the text with
 // the match marked (built as text nodes and <mark> elements, never HTML);
-// "more" pages with before; a result opens its conversation around the
+// "more" pages with before (next_before when the server gives it); a result opens its conversation around the
 // message (im/load {"with","around"}), scrolled to it and highlighted.
 
 import {S, dom, client, validConv} from './state.js';
@@ -18,6 +18,7 @@ const Q = {
   with: '', // '' for everything this user may read
   results: [],
   more: false,
+  next: 0, // the server's next_before: where the next page starts
   busy: false,
   gen: 0,
 };
@@ -89,7 +90,8 @@ async function page(first) {
   const gen = ++Q.gen;
   const body = {q: Q.q, limit: LIMIT};
   if (Q.with) body.with = Q.with;
-  if (!first && Q.results.length) body.before = Q.results[Q.results.length - 1].id;
+  if (!first && Q.next > 0) body.before = Q.next;
+  else if (!first && Q.results.length) body.before = Q.results[Q.results.length - 1].id;
   render();
   try {
     const r = await client.request('im/search', body);
@@ -98,7 +100,10 @@ async function page(first) {
     for (const m of Array.isArray(r.messages) ? r.messages : []) {
       if (m && typeof m.id === 'number' && validConv(m.conv) && !seen.has(m.id)) Q.results.push(m);
     }
-    Q.more = !!r.more && Array.isArray(r.messages) && r.messages.length > 0;
+    // A search that stopped at its bound on the rows it examines says
+    // more with next_before, with fewer results than asked (none, even).
+    Q.next = typeof r.next_before === 'number' ? r.next_before : 0;
+    Q.more = !!r.more && (Q.next > 0 || (Array.isArray(r.messages) && r.messages.length > 0));
   } catch (err) {
     if (gen !== Q.gen) return;
     Q.more = false;
@@ -119,6 +124,7 @@ export function search(q, within = '') {
   Q.with = within;
   Q.results = [];
   Q.more = false;
+  Q.next = 0;
   Q.busy = false;
   Q.gen++;
   dom.searchHere.checked = !!within;

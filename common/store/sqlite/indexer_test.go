@@ -21,9 +21,9 @@ import (
 // so that every match comes from the index.
 type caughtUp struct{ *DB }
 
-func (c caughtUp) Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) ([]model.Message, bool, error) {
+func (c caughtUp) Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) ([]model.Message, bool, int64, error) {
 	if err := c.catchUpIndex(ctx, nil); err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 	return c.DB.Search(ctx, reader, q, key, before, limit)
 }
@@ -45,7 +45,7 @@ func TestConformanceIndexCaughtUp(t *testing.T) {
 // error.
 func searchFor(t *testing.T, db *DB, reader int64, q string) []int64 {
 	t.Helper()
-	msgs, _, err := db.Search(context.Background(), reader, q, "", 0, 0)
+	msgs, _, _, err := db.Search(context.Background(), reader, q, "", 0, 0)
 	if err != nil {
 		t.Fatalf("Search(%q): %v", q, err)
 	}

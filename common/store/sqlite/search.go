@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
@@ -25,6 +26,13 @@ const (
 	// trigrams cannot find those, so they are matched by a scan, and the
 	// scan is bounded.
 	ShortSearchWindow = 10000
+	// SearchExamined is the most candidate rows one search examines: index
+	// hits read and verified, or messages of a small conversation read and
+	// matched. A search that reaches it before its page is full replies
+	// with what it found, more, and the id to go on below (Search's next),
+	// so that its worst case (a phrase found only in conversations the
+	// reader may not read) is a constant, not the size of the store.
+	SearchExamined = 4096
 )
 
 // The queries of an indexed search (searchIndexed; the contract is in
@@ -89,7 +97,12 @@ const (
 // contains q, newest first, ids below before (when before > 0), in the
 // conversation key when it is not "", at most limit (clamped to
 // 1..MaxSearchLimit; DefaultSearchLimit when 0); more reports whether
-// further matches exist. Deleted messages are never found. The match is
+// further matches may exist, and next is then the id to pass as before
+// to go on (0 when more is false): the last message returned when the
+// page is full, or, when the search examined SearchExamined candidates
+// first, the oldest it examined (the page then holds every match at or
+// above next, fewer than limit, possibly none). Deleted messages are
+// never found. The match is
 // case-insensitive (Unicode simple case folding) and works on any
 // substring in any script.
 //
@@ -99,9 +112,9 @@ const (
 // ShortSearchWindow messages reader may read below before, so older
 // matches are found only by paging with before, and more then speaks of
 // that window only.
-func (db *DB) Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) (msgs []model.Message, more bool, err error) {
+func (db *DB) Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) (msgs []model.Message, more bool, next int64, err error) {
 	if err := db.checkOpen(); err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 	limit = clampLimit(limit, DefaultSearchLimit, MaxSearchLimit)
 	if before <= 0 {
@@ -110,7 +123,7 @@ func (db *DB) Search(ctx context.Context, reader int64, q string, key model.Conv
 	if key != "" && utf8.RuneCountInString(q) >= 3 {
 		small, err := db.smallConversation(ctx, key, before)
 		if err != nil {
-			return nil, false, err
+			return nil, false, 0, err
 		}
 		if small {
 			return db.scanConversation(ctx, reader, q, key, before, limit)
@@ -134,16 +147,28 @@ func (db *DB) Search(ctx context.Context, reader int64, q string, key model.Conv
 	}
 	rows, err := db.reader.QueryContext(ctx, strings.Replace(query, "%CONV%", conv, 1), args...)
 	if err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 	msgs, err = scanMessages(rows, limit)
 	if err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
-	if more = len(msgs) > limit; more {
+	return page(msgs, limit, 0)
+}
+
+// page cuts the matches msgs, newest first, to limit and says how to go
+// on (Search's more and next): below the last one kept when there are
+// more than limit, else below cutoff when the search stopped there
+// (cutoff > 0), else nowhere.
+func page(msgs []model.Message, limit int, cutoff int64) ([]model.Message, bool, int64, error) {
+	if len(msgs) > limit {
 		msgs = msgs[:limit]
+		return msgs, true, msgs[limit-1].ID, nil
 	}
-	return msgs, more, nil
+	if cutoff > 0 {
+		return msgs, true, cutoff, nil
+	}
+	return msgs, false, 0, nil
 }
 
 // searchIndexed is Search for a q of three characters or more: the index
@@ -152,7 +177,12 @@ func (db *DB) Search(ctx context.Context, reader int64, q string, key model.Conv
 // here, folding case as the index does (indexer.go's contract). Without
 // an index (Options.withoutSearchIndex) the watermark is 0: everything is
 // matched here.
-func (db *DB) searchIndexed(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) ([]model.Message, bool, error) {
+//
+// The hits read are at most SearchExamined; the tail is not bounded so,
+// but by how far the indexer is behind (a few thousand changes at most
+// while it keeps up; the whole store only while it indexes an upgraded
+// store anew).
+func (db *DB) searchIndexed(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) ([]model.Message, bool, int64, error) {
 	conv := inEveryConv
 	if key != "" {
 		conv = byConversation
@@ -167,68 +197,73 @@ func (db *DB) searchIndexed(ctx context.Context, reader int64, q string, key mod
 	if db.index != nil {
 		var err error
 		if index, err = db.index.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}); err != nil {
-			return nil, false, err
+			return nil, false, 0, err
 		}
 		defer index.Rollback()
 		if err := index.QueryRowContext(ctx, watermarkSQL).Scan(&watermark); err != nil {
-			return nil, false, err
+			return nil, false, 0, err
 		}
 	}
 	store, err := db.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 	defer store.Rollback()
 
-	folded := foldCase(q)
+	match := newFolder(q)
 	rows, err := store.QueryContext(ctx, strings.Replace(searchTailSQL, "%CONV%", conv, 1), watermark, reader, before, string(key))
 	if err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 	var tail []model.Message // the changes above the watermark that match, any id order
 	for rows.Next() {
 		msg, err := scanMessage(rows)
 		if err != nil {
 			rows.Close()
-			return nil, false, err
+			return nil, false, 0, err
 		}
-		if strings.Contains(foldCase(msg.Text), folded) {
+		if match.contains(msg.Text) {
 			tail = append(tail, msg)
 		}
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 
-	var found []model.Message // verified hits, newest first
+	var (
+		found  []model.Message // verified hits, newest first
+		cutoff int64           // the oldest hit examined, when the hits were cut there
+	)
 	if index != nil {
-		if found, err = db.verifiedHits(ctx, index, store, q, conv, reader, key, before, watermark, limit, tail); err != nil {
-			return nil, false, err
+		if found, cutoff, err = db.verifiedHits(ctx, index, store, q, conv, reader, key, before, watermark, limit, tail, match); err != nil {
+			return nil, false, 0, err
 		}
 	}
-	msgs := append(found, tail...)
-	slices.SortFunc(msgs, func(a, b model.Message) int { return cmp.Compare(b.ID, a.ID) })
-	more := len(msgs) > limit
-	if more {
-		msgs = msgs[:limit]
+	msgs := found
+	for _, msg := range tail {
+		if msg.ID >= cutoff { // those below are the next page's
+			msgs = append(msgs, msg)
+		}
 	}
-	return msgs, more, nil
+	slices.SortFunc(msgs, func(a, b model.Message) int { return cmp.Compare(b.ID, a.ID) })
+	return page(msgs, limit, cutoff)
 }
 
 // verifiedHits reads the index hits of q below before, newest first, and
 // keeps those the store (in its snapshot store) says reader may read and
 // have not changed since watermark, until, with the tail's matches above
-// them, they fill a page and one more.
-func (db *DB) verifiedHits(ctx context.Context, index, store *sql.Tx, q, conv string, reader int64, key model.ConvKey, before, watermark int64, limit int, tail []model.Message) ([]model.Message, error) {
+// them, they fill a page and one more, or SearchExamined hits have been
+// read: cutoff is then the id of the last (the oldest) of them, and 0
+// when the hits were not cut.
+func (db *DB) verifiedHits(ctx context.Context, index, store *sql.Tx, q, conv string, reader int64, key model.ConvKey, before, watermark int64, limit int, tail []model.Message, match *folder) (found []model.Message, cutoff int64, err error) {
 	hits, err := index.QueryContext(ctx, searchHitsSQL, ftsPhrase(q), before)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer hits.Close()
 	verify := strings.Replace(searchVerifySQL, "%CONV%", conv, 1)
-	folded := foldCase(q)
 	var (
-		found []model.Message
+		read  int // hits read
 		batch []int64
 		size  = searchVerifyBatch
 	)
@@ -259,7 +294,7 @@ func (db *DB) verifiedHits(ctx context.Context, index, store *sql.Tx, q, conv st
 			if err != nil {
 				return err
 			}
-			if strings.Contains(foldCase(msg.Text), folded) { // whatever the index's state
+			if match.contains(msg.Text) { // whatever the index's state
 				found = append(found, msg)
 			}
 		}
@@ -268,28 +303,32 @@ func (db *DB) verifiedHits(ctx context.Context, index, store *sql.Tx, q, conv st
 	for hits.Next() {
 		var id int64
 		if err := hits.Scan(&id); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		if batch = append(batch, id); len(batch) < size {
-			continue
+		read++
+		batch = append(batch, id)
+		if last := read == SearchExamined; last || len(batch) == size {
+			if err := flush(); err != nil {
+				return nil, 0, err
+			}
+			if full() {
+				return found, 0, nil
+			}
+			if last {
+				return found, id, nil
+			}
+			size = min(2*size, maxSearchVerifyBatch)
 		}
-		if err := flush(); err != nil {
-			return nil, err
-		}
-		if full() {
-			return found, nil
-		}
-		size = min(2*size, maxSearchVerifyBatch)
 	}
 	if err := hits.Err(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(batch) > 0 {
 		if err := flush(); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return found, nil
+	return found, 0, nil
 }
 
 // SmallConversation is the most messages (below before) a conversation
@@ -318,45 +357,85 @@ func (db *DB) smallConversation(ctx context.Context, key model.ConvKey, before i
 	return count <= SmallConversation, err
 }
 
-// scanConversation is Search within a small conversation: every message
-// of it is read, newest first, and matched here, folding case as the
-// index does, until the page is full.
-func (db *DB) scanConversation(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) ([]model.Message, bool, error) {
+// scanConversation is Search within a small conversation: its messages
+// are read, newest first, and matched here, folding case as the index
+// does, until the page is full or SearchExamined of them have been read.
+func (db *DB) scanConversation(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) ([]model.Message, bool, int64, error) {
 	rows, err := db.reader.QueryContext(ctx, scanConversationSQL, "", reader, before, 0, string(key))
 	if err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 	defer rows.Close()
-	folded := foldCase(q)
+	match := newFolder(q)
 	var msgs []model.Message
-	for rows.Next() {
+	for read := 1; rows.Next(); read++ {
 		msg, err := scanMessage(rows)
 		if err != nil {
-			return nil, false, err
+			return nil, false, 0, err
 		}
-		if !strings.Contains(foldCase(msg.Text), folded) {
-			continue
+		if match.contains(msg.Text) {
+			if len(msgs) == limit {
+				return page(append(msgs, msg), limit, 0)
+			}
+			msgs = append(msgs, msg)
 		}
-		if len(msgs) == limit {
-			return msgs, true, nil
+		if read == SearchExamined {
+			return page(msgs, limit, msg.ID)
 		}
-		msgs = append(msgs, msg)
 	}
-	return msgs, false, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, false, 0, err
+	}
+	return msgs, false, 0, nil
+}
+
+// folder matches texts against one query as foldCase folds them, in a
+// buffer it reuses, so that matching a row allocates nothing once the
+// buffer has grown to the longest text: ASCII bytes are folded directly
+// (foldCase makes an ASCII letter its upper case), other runes by
+// foldRune.
+type folder struct {
+	q   []byte // foldCase of the query
+	buf []byte // the folded text last matched
+}
+
+func newFolder(q string) *folder { return &folder{q: []byte(foldCase(q))} }
+
+// contains reports whether foldCase(text) contains the query's fold.
+func (f *folder) contains(text string) bool {
+	buf := f.buf[:0]
+	i := 0
+	for ; i < len(text); i++ {
+		c := text[i]
+		if c >= utf8.RuneSelf {
+			break
+		}
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		buf = append(buf, c)
+	}
+	for _, r := range text[i:] {
+		buf = utf8.AppendRune(buf, foldRune(r))
+	}
+	f.buf = buf
+	return bytes.Contains(buf, f.q)
+}
+
+// foldRune is the smallest of the runes Unicode simple case folding
+// makes equal to r.
+func foldRune(r rune) rune {
+	smallest := r
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		smallest = min(smallest, f)
+	}
+	return smallest
 }
 
 // foldCase maps every rune to the smallest of the runes Unicode simple
 // case folding makes equal to it, so that two texts that differ only in
 // case become equal (as caseVariants lists them for short queries).
-func foldCase(s string) string {
-	return strings.Map(func(r rune) rune {
-		smallest := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			smallest = min(smallest, f)
-		}
-		return smallest
-	}, s)
-}
+func foldCase(s string) string { return strings.Map(foldRune, s) }
 
 // ftsPhrase quotes q as one FTS5 phrase: with the trigram tokenizer a
 // phrase matches the texts that contain it as a substring.

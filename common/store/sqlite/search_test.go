@@ -75,7 +75,7 @@ func TestMigrationMovesTheIndex(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		for q, want := range want {
-			msgs, _, err := db.Search(ctx, 1, q, "", 0, 0)
+			msgs, _, _, err := db.Search(ctx, 1, q, "", 0, 0)
 			if got := ids(msgs); err != nil || !slices.Equal(got, want) {
 				t.Errorf("%s: Search(%q) = %v, %v; want %v", when, q, got, err, want)
 			}

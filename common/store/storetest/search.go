@@ -12,7 +12,7 @@ import (
 // searchIDs runs Search and fails the test on an error.
 func searchIDs(tb testing.TB, db Engine, reader int64, q string, key model.ConvKey, before int64, limit int) ([]int64, bool) {
 	tb.Helper()
-	msgs, more, err := db.Search(context.Background(), reader, q, key, before, limit)
+	msgs, more, _, err := db.Search(context.Background(), reader, q, key, before, limit)
 	if err != nil {
 		tb.Fatalf("Search(%d, %q, %q, %d, %d): %v", reader, q, key, before, limit, err)
 	}

@@ -58,7 +58,7 @@ type Engine interface {
 	MessageFor(ctx context.Context, reader, id int64) (model.Message, error)
 	EditLater(ctx context.Context, id int64, text string, published func(model.Message)) func() (model.Message, error)
 	DeleteLater(ctx context.Context, id int64, published func(model.Message)) func() (msg model.Message, already bool, err error)
-	Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) (msgs []model.Message, more bool, err error)
+	Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) (msgs []model.Message, more bool, next int64, err error)
 	CountMessages(ctx context.Context) (int64, error)
 	IntegrityCheck(ctx context.Context) (string, error)
 

@@ -6,13 +6,21 @@ package imtest
 // its new text after an edit; every bad input; over every transport.
 
 import (
+	"context"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"dce/app/boot"
 	"dce/app/servertest"
 	"dce/common/config"
+	"dce/common/model"
+	"dce/common/store/sqlite"
+	"dce/common/store/storetest"
 )
 
 // searchIDs runs im/search on c and returns the ids found and more.
@@ -274,4 +282,126 @@ func TestLoadAround(t *testing.T) {
 	editExpect(t, ann, "im/load", map[string]any{"with": "room:lobby", "around": private}, "not_found")
 	editExpect(t, ann, "im/load", map[string]any{"with": "room:lobby", "around": bobEve}, "not_found")
 	editExpect(t, ann, "im/load", map[string]any{"with": "room:lobby", "around": bobEve + 100}, "not_found")
+}
+
+// TestSearchRateLimitedPerUser: with the default limits a user may search
+// 10 times at once (5 a second after that); the next is rate_limited
+// with a retry_after_ms, and another user is not held back.
+func TestSearchRateLimitedPerUser(t *testing.T) {
+	s := servertest.Start(t)
+	ann := s.DialWS(t, "", nil)
+	authLogin(t, ann, "ann", "password-ann")
+	bob := s.DialWS(t, "", nil)
+	authLogin(t, bob, "bob", "password-bob")
+	for i := range 10 {
+		if f := ann.Request("im/search", map[string]any{"q": "anything"}); f.ErrorCode() != "" {
+			t.Fatalf("search %d: %s", i+1, f)
+		}
+	}
+	f := ann.Request("im/search", map[string]any{"q": "anything"})
+	if f.ErrorCode() != "rate_limited" || retryAfterMS(t, f) <= 0 {
+		t.Fatalf("the 11th search at once = %s, want rate_limited with retry_after_ms", f)
+	}
+	if f := bob.Request("im/search", map[string]any{"q": "anything"}); f.ErrorCode() != "" {
+		t.Fatalf("another user's search: %s", f)
+	}
+}
+
+// TestSearchWorstCaseSparesLoad: while six users search at once, over
+// and over, for a phrase found only in 30,000 private messages of two
+// others (each search walks the index hits up to its bound; the server
+// runs two at a time), an unrelated im/load of the lobby stays about as
+// fast as when the server is idle: it always finds a reader connection.
+func TestSearchWorstCaseSparesLoad(t *testing.T) {
+	cfg := servertest.Config(t)
+	cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst = 100000, 100000
+	s := servertest.StartConfig(t, cfg, boot.Options{})
+	ids := map[string]int64{}
+	for _, name := range []string{"a", "b", "c", "d", "e", "f", "g", "h", "reader"} {
+		c := s.DialWS(t, "", nil)
+		_, ids[name] = authLogin(t, c, name, "password-"+name)
+		c.Close()
+	}
+	s.Close()
+
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, sqlite.Options{Path: cfg.StorePath(), Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waits []func() (model.Message, bool, error)
+	for i := range 30000 {
+		waits = append(waits, db.AppendLater(ctx, storetest.DirectMessage(ids["a"], ids["b"], "xyzzy "+strconv.Itoa(i), ""), nil))
+	}
+	for i := range 50 {
+		waits = append(waits, db.AppendLater(ctx, storetest.LobbyMessage(ids["a"], "lobby line "+strconv.Itoa(i), ""), nil))
+	}
+	for _, wait := range waits {
+		if _, _, err := wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil { // indexes everything first
+		t.Fatal(err)
+	}
+
+	s = servertest.StartConfig(t, cfg, boot.Options{})
+	reader := s.DialWS(t, "", nil)
+	authLogin(t, reader, "reader", "password-reader")
+	load := func() time.Duration {
+		start := time.Now()
+		reader.OK("im/load", map[string]any{"with": "room:lobby", "limit": 50}, nil)
+		return time.Since(start)
+	}
+	median := func(n int) time.Duration {
+		var d []time.Duration
+		for range n {
+			d = append(d, load())
+			time.Sleep(10 * time.Millisecond)
+		}
+		slices.Sort(d)
+		return d[len(d)/2]
+	}
+	idle := median(21)
+
+	stop := make(chan struct{})
+	var searchers sync.WaitGroup
+	var searched, limited atomic.Int64
+	for _, name := range []string{"c", "d", "e", "f", "g", "h"} {
+		c := s.DialWS(t, "", nil)
+		authLogin(t, c, name, "password-"+name)
+		searchers.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				f, err := c.TryRequest("im/search", map[string]any{"q": "xyzzy"}, 30*time.Second)
+				switch {
+				case err != nil:
+					t.Errorf("im/search: %v", err)
+					return
+				case f.ErrorCode() == "rate_limited":
+					limited.Add(1)
+				case f.ErrorCode() != "":
+					t.Errorf("im/search: %s", f)
+					return
+				default:
+					searched.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond) // the searches under way
+	busy := median(21)
+	close(stop)
+	searchers.Wait()
+	t.Logf("im/load median idle %v, while searching %v; %d searches, %d rate_limited", idle, busy, searched.Load(), limited.Load())
+	if searched.Load() == 0 {
+		t.Fatal("no search ran")
+	}
+	if busy > 10*idle+20*time.Millisecond {
+		t.Errorf("im/load took %v while six users searched, %v idle", busy, idle)
+	}
 }

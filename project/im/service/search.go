@@ -2,9 +2,11 @@ package service
 
 import (
 	"context"
+	"time"
 	"unicode/utf8"
 
 	"dce/app/node"
+	"dce/common/config"
 	"dce/common/model"
 )
 
@@ -14,37 +16,109 @@ import (
 // maxQuery is the longest im/search q, in characters.
 const maxQuery = 256
 
+// searchLimits bound the work im/search puts on the store, which each
+// search also bounds itself (sqlite.SearchExamined): a token bucket per
+// user, at half the rate and burst of messages (a search costs about as
+// much as two sends; by default 5 a second, bursts of 10), and at most
+// searchesAtOnce searches running server-wide, so that im/load and
+// im/sync always find a reader connection of the store free (it has four
+// at least). A search that finds no slot within searchWait is
+// rate_limited.
+type searchLimits struct {
+	perUser *userLimiter
+	running chan struct{} // one token per running search
+}
+
+const (
+	searchesAtOnce = 2
+	searchWait     = 250 * time.Millisecond
+)
+
+func newSearchLimits(l config.Limits) searchLimits {
+	rate, burst := searchRate(l)
+	return searchLimits{perUser: newUserLimiter(rate, burst), running: make(chan struct{}, searchesAtOnce)}
+}
+
+// searchRate is the per-user rate and burst of im/search under l.
+func searchRate(l config.Limits) (perSecond, burst int) {
+	return max(1, l.MessagesPerSecond/2), max(1, l.MessageBurst/2)
+}
+
+// setRate applies reloaded limits.
+func (sl searchLimits) setRate(l config.Limits) { sl.perUser.setRate(searchRate(l)) }
+
+// acquire takes user's token and a running slot, or says rate_limited;
+// release gives the slot back.
+func (sl searchLimits) acquire(ctx context.Context, user int64, now time.Time) (release func(), err error) {
+	if wait, ok := sl.perUser.allow(user, now); !ok {
+		return nil, node.RateLimited(wait, "too many searches; slow down")
+	}
+	release = func() { <-sl.running }
+	select {
+	case sl.running <- struct{}{}:
+		return release, nil
+	default:
+	}
+	timer := time.NewTimer(searchWait)
+	defer timer.Stop()
+	select {
+	case sl.running <- struct{}{}:
+		return release, nil
+	case <-timer.C:
+		return nil, node.RateLimited(searchWait, "the server is busy with other searches; try again")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// SearchResult is im/search's result. When More is true, NextBefore is
+// the id to pass as before for the next page: the last message's id when
+// the page is full, or, when the search stopped at its bound on the rows
+// it examines (fewer messages than the limit, none even), the oldest id
+// it examined.
+type SearchResult struct {
+	Messages   []model.Message `json:"messages"`
+	More       bool            `json:"more"`
+	NextBefore int64           `json:"next_before,omitempty"`
+}
+
 // Search finds the messages user may read (one conversation when with is
 // not "") that contain q, newest first, below message id before (0: from
-// the newest), at most limit (default 20, max 100).
-func (s *Service) Search(ctx context.Context, user int64, q, with string, before int64, limit int) (LoadResult, error) {
+// the newest), at most limit (default 20, max 100). It is rate-limited
+// (searchLimits), checked after the arguments.
+func (s *Service) Search(ctx context.Context, user int64, q, with string, before int64, limit int) (SearchResult, error) {
 	if !utf8.ValidString(q) {
-		return LoadResult{}, node.Errorf(node.CodeBadRequest, "q is not valid UTF-8")
+		return SearchResult{}, node.Errorf(node.CodeBadRequest, "q is not valid UTF-8")
 	}
 	if n := utf8.RuneCountInString(q); n == 0 || n > maxQuery {
-		return LoadResult{}, node.Errorf(node.CodeBadRequest, "q must be 1 to %d characters", maxQuery)
+		return SearchResult{}, node.Errorf(node.CodeBadRequest, "q must be 1 to %d characters", maxQuery)
 	}
 	for i := 0; i < len(q); i++ {
 		if q[i] == 0 {
-			return LoadResult{}, node.Errorf(node.CodeBadRequest, "q contains NUL")
+			return SearchResult{}, node.Errorf(node.CodeBadRequest, "q contains NUL")
 		}
 	}
 	if before < 0 || limit < 0 {
-		return LoadResult{}, node.Errorf(node.CodeBadRequest, "before and limit must not be negative")
+		return SearchResult{}, node.Errorf(node.CodeBadRequest, "before and limit must not be negative")
 	}
 	var key model.ConvKey
 	if with != "" {
 		var err error
 		if key, err = s.convKey(ctx, user, with); err != nil {
-			return LoadResult{}, err
+			return SearchResult{}, err
 		}
 	}
-	msgs, more, err := s.Store.Search(ctx, user, q, key, before, clamp(limit, 20, 100))
+	release, err := s.searches.acquire(ctx, user, s.Now())
 	if err != nil {
-		return LoadResult{}, err
+		return SearchResult{}, err
+	}
+	defer release()
+	msgs, more, next, err := s.Store.Search(ctx, user, q, key, before, clamp(limit, 20, 100))
+	if err != nil {
+		return SearchResult{}, err
 	}
 	viewFor(msgs, user)
-	return LoadResult{Messages: msgs, More: more}, nil
+	return SearchResult{Messages: msgs, More: more, NextBefore: next}, nil
 }
 
 // AroundResult is im/load's result with around: More says older messages

@@ -84,10 +84,13 @@ type Store interface {
 	// (case-insensitive, any script, any substring), never a deleted one,
 	// newest first, ids below before (when > 0), in conversation key
 	// when it is not "", at most limit (1..100, 20 when 0); more reports
-	// further matches. A message is found once its Append has returned.
+	// further matches, and next is then the id to pass as before to go
+	// on: a search may examine a bounded number of candidates only, and
+	// then return fewer than limit (none, even) with more and the oldest
+	// id it examined. A message is found once its Append has returned.
 	// One- and two-character queries look through a bounded window of
 	// the newest readable messages only (the engine documents its size).
-	Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) ([]model.Message, bool, error)
+	Search(ctx context.Context, reader int64, q string, key model.ConvKey, before int64, limit int) (msgs []model.Message, more bool, next int64, err error)
 	// Groups returns every group with its members in join order, by id:
 	// what the chat loads into memory when it starts.
 	Groups(ctx context.Context) ([]model.GroupMembers, error)
@@ -171,7 +174,8 @@ type Service struct {
 	// creations: group creations, stricter than updates (a creation
 	// writes a row per member): creationRate of the message limits.
 	creations *userLimiter
-	users     sync.Map // int64 -> model.Account: the accounts of recent senders
+	searches  searchLimits // im/search (search.go)
+	users     sync.Map     // int64 -> model.Account: the accounts of recent senders
 	sent      atomic.Uint64
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -204,6 +208,7 @@ func New(d Deps, cfg config.Config) *Service {
 		typing:    newUserLimiter(cfg.Limits.TypingPerSecond, cfg.Limits.TypingPerSecond),
 		updates:   newUserLimiter(cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst),
 		creations: newUserLimiter(creationRate(cfg.Limits)),
+		searches:  newSearchLimits(cfg.Limits),
 		stop:      make(chan struct{}),
 		started:   d.Now(),
 		groups:    newMembership(),
@@ -230,6 +235,7 @@ func (s *Service) Reload(l config.Limits) {
 	s.typing.setRate(l.TypingPerSecond, l.TypingPerSecond)
 	s.updates.setRate(l.MessagesPerSecond, l.MessageBurst)
 	s.creations.setRate(creationRate(l))
+	s.searches.setRate(l)
 	s.admission.setRate(l)
 }
 
@@ -251,6 +257,7 @@ func (s *Service) janitor() {
 			s.typing.sweep(now)
 			s.updates.sweep(now)
 			s.creations.sweep(now)
+			s.searches.perUser.sweep(now)
 			s.admission.sweep(now)
 			s.presence.sweep(now)
 		}
