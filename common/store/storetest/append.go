@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"dce/common/model"
@@ -317,28 +316,9 @@ func testAppendPublishedInSeqOrder(t *testing.T, db Engine) {
 	ctx := context.Background()
 	ann := MustCreateUser(t, db, "Ann")
 	bob := MustCreateUser(t, db, "Bob")
-	var (
-		mutex     sync.Mutex
-		published []model.Message
-		running   atomic.Int32
-	)
-	publish := func(msg model.Message) {
-		if running.Add(1) != 1 {
-			t.Errorf("published called for seq %d while another call was running", msg.Seq)
-		}
-		defer running.Add(-1)
-		if last, err := db.LastSeq(ctx); err != nil || last < msg.Seq {
-			t.Errorf("published called for seq %d before its commit: the last committed seq is %d (%v)", msg.Seq, last, err)
-		}
-		mutex.Lock()
-		published = append(published, msg)
-		mutex.Unlock()
-	}
-	isPublished := func(id int64) bool {
-		mutex.Lock()
-		defer mutex.Unlock()
-		return slices.ContainsFunc(published, func(m model.Message) bool { return m.ID == id })
-	}
+	log := newPublishLog(t, db)
+	publish := log.publish
+	isPublished := func(id int64) bool { return log.has(func(m model.Message) bool { return m.ID == id }) }
 
 	const writers, each = 16, 25
 	var wait sync.WaitGroup
@@ -365,6 +345,7 @@ func testAppendPublishedInSeqOrder(t *testing.T, db Engine) {
 		})
 	}
 	wait.Wait()
+	published := log.messages()
 	if len(published) != writers*each {
 		t.Fatalf("published called %d times for %d messages", len(published), writers*each)
 	}
@@ -393,7 +374,7 @@ func testAppendPublishedInSeqOrder(t *testing.T, db Engine) {
 		t.Errorf("an ended ctx: %v, want context.Canceled", err)
 	}
 	MustAppend(t, db, LobbyMessage(ann.ID, "after", "")) // one more commit: anything owed is published by now
-	if len(published) != count {
+	if published = log.messages(); len(published) != count {
 		t.Errorf("published called %d more times for a duplicate, a ghost and a cancelled send: %+v", len(published)-count, published[count:])
 	}
 }

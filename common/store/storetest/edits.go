@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"dce/common/model"
@@ -142,28 +140,9 @@ func testChangesPublishedInSeqOrder(t *testing.T, db Engine) {
 	ctx := context.Background()
 	ann := MustCreateUser(t, db, "Ann")
 	bob := MustCreateUser(t, db, "Bob")
-	var (
-		mutex     sync.Mutex
-		published []model.Message
-		running   atomic.Int32
-	)
-	publish := func(msg model.Message) {
-		if running.Add(1) != 1 {
-			t.Errorf("published called for seq %d while another call was running", msg.Seq)
-		}
-		defer running.Add(-1)
-		if last, err := db.LastSeq(ctx); err != nil || last < msg.Seq {
-			t.Errorf("published called for seq %d before its commit: the last committed seq is %d (%v)", msg.Seq, last, err)
-		}
-		mutex.Lock()
-		published = append(published, msg)
-		mutex.Unlock()
-	}
-	isPublished := func(seq int64) bool {
-		mutex.Lock()
-		defer mutex.Unlock()
-		return slices.ContainsFunc(published, func(m model.Message) bool { return m.Seq == seq })
-	}
+	log := newPublishLog(t, db)
+	publish := log.publish
+	isPublished := func(seq int64) bool { return log.has(func(m model.Message) bool { return m.Seq == seq }) }
 
 	const writers, each = 8, 15
 	var wait sync.WaitGroup
@@ -207,6 +186,7 @@ func testChangesPublishedInSeqOrder(t *testing.T, db Engine) {
 	}
 	wait.Wait()
 	deletions := writers * ((each + 1) / 2)
+	published := log.messages()
 	if want := writers*each*2 + deletions; len(published) != want {
 		t.Fatalf("published called %d times for %d changes", len(published), want)
 	}
@@ -252,9 +232,7 @@ func testChangesPublishedInSeqOrder(t *testing.T, db Engine) {
 		t.Errorf("an ended ctx: %v, want context.Canceled", err)
 	}
 	MustAppend(t, db, LobbyMessage(ann.ID, "after", "")) // one more commit: anything owed is published by now
-	mutex.Lock()
-	defer mutex.Unlock()
-	if len(published) != count {
+	if published = log.messages(); len(published) != count {
 		t.Errorf("published called %d more times for changes that stored nothing", len(published)-count)
 	}
 }
