@@ -38,18 +38,7 @@ func (db *DB) MessageFor(ctx context.Context, reader, id int64) (model.Message, 
 	if err := db.checkOpen(); err != nil {
 		return model.Message{}, err
 	}
-	rows, err := db.reader.QueryContext(ctx, messageForSQL, id, reader)
-	if err != nil {
-		return model.Message{}, err
-	}
-	msgs, err := scanMessages(rows, 1)
-	if err != nil {
-		return model.Message{}, err
-	}
-	if len(msgs) == 0 {
-		return model.Message{}, store.ErrNotFound
-	}
-	return msgs[0], nil
+	return oneMessage(db.reader.QueryContext(ctx, messageForSQL, id, reader))
 }
 
 // EditLater replaces the text of message id, marks it edited and gives it
@@ -186,7 +175,12 @@ func (c *changing) wait() (model.Message, bool, error) {
 // messageInTx reads message id inside the writer's transaction;
 // store.ErrNotFound if there is none.
 func messageInTx(tx *sql.Tx, id int64) (model.Message, error) {
-	rows, err := tx.Query(messageByIDSQL, id)
+	return oneMessage(tx.Query(messageByIDSQL, id))
+}
+
+// oneMessage reads the first message of a query's rows (messageColumns)
+// and closes them; store.ErrNotFound if there is none.
+func oneMessage(rows *sql.Rows, err error) (model.Message, error) {
 	if err != nil {
 		return model.Message{}, err
 	}

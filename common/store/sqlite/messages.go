@@ -202,8 +202,8 @@ func (db *DB) Sync(ctx context.Context, userID, since int64, limit int) (msgs []
 
 // conversationsSQL lists the conversations ?1 can see that have messages:
 // the lobby, each private conversation they sent to or received from, and
-// each group they are in, with the last message and the count of others' messages after their read
-// mark, newest first.
+// each group they are in, with the last message and the count of others'
+// messages after their read mark, newest first.
 const conversationsSQL = `
 WITH keys (conv_key) AS (
 	SELECT 'room:lobby'

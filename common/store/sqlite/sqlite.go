@@ -279,8 +279,8 @@ func (db *DB) closeHandles(checkpoint bool) error {
 }
 
 // checkpointAndTruncate copies every page of the write-ahead log of
-// writer's file (the store's or the search index's) into the file and truncates the log to nothing: the log holds old
-// versions of pages, the text of deleted messages among them, and after a
+// writer's file (the store's or the search index's) into the file and
+// truncates the log to nothing: the log holds old versions of pages, the text of deleted messages among them, and after a
 // clean stop nothing of those may remain in the store's files. Another
 // process reading the file at that moment (the command line) keeps the
 // log from being emptied; that is not an error, and the next clean stop

@@ -74,13 +74,8 @@ func (s *Service) SendLater(ctx context.Context, conn uint64, user int64, req Se
 	if req.File != "" {
 		return nil, node.Errorf(node.CodeBadRequest, "file: attachments are not accepted by this server")
 	}
-	if err := model.CheckText(req.Text, lim.TextMax); errors.Is(err, model.ErrTooLong) {
-		return nil, node.Errorf(node.CodeTooLarge, "text is over %d characters", lim.TextMax)
-	} else if err != nil {
-		return nil, node.Errorf(node.CodeBadRequest, "text: %v", err)
-	}
-	if req.Text == "" {
-		return nil, node.Errorf(node.CodeBadRequest, "text is empty")
+	if err := checkText(req.Text, lim.TextMax, "text is empty"); err != nil {
+		return nil, err
 	}
 	if err := checkCID(req.CID); err != nil {
 		return nil, err
@@ -125,6 +120,20 @@ func (s *Service) SendLater(ctx context.Context, conn uint64, user int64, req Se
 		}
 		return SendResult{ID: msg.ID, TS: msg.TS, CID: msg.CID, Conv: msg.Key.ViewFor(user)}, nil
 	}, nil
+}
+
+// checkText applies a message text's rules (im/send, im/edit): at most
+// max characters, none it may not hold, and not empty (ifEmpty says why).
+func checkText(text string, max int, ifEmpty string) error {
+	if err := model.CheckText(text, max); errors.Is(err, model.ErrTooLong) {
+		return node.Errorf(node.CodeTooLarge, "text is over %d characters", max)
+	} else if err != nil {
+		return node.Errorf(node.CodeBadRequest, "text: %v", err)
+	}
+	if text == "" {
+		return node.Errorf(node.CodeBadRequest, "%s", ifEmpty)
+	}
+	return nil
 }
 
 func checkCID(cid string) error {

@@ -35,13 +35,8 @@ func (s *Service) EditLater(ctx context.Context, conn uint64, user, id int64, te
 	if id <= 0 {
 		return nil, node.Errorf(node.CodeBadRequest, "id must be a message id")
 	}
-	if err := model.CheckText(text, lim.TextMax); errors.Is(err, model.ErrTooLong) {
-		return nil, node.Errorf(node.CodeTooLarge, "text is over %d characters", lim.TextMax)
-	} else if err != nil {
-		return nil, node.Errorf(node.CodeBadRequest, "text: %v", err)
-	}
-	if text == "" {
-		return nil, node.Errorf(node.CodeBadRequest, "text is empty (to remove a message, delete it)")
+	if err := checkText(text, lim.TextMax, "text is empty (to remove a message, delete it)"); err != nil {
+		return nil, err
 	}
 	now := s.Now()
 	editor, err := s.account(ctx, user)
@@ -105,16 +100,17 @@ func (s *Service) DeleteLater(ctx context.Context, conn uint64, user, id int64) 
 	// The author within the window needs no role; anyone else, or the
 	// author past it, must be an admin now (read from the store: a role
 	// granted or taken while the server runs counts at once).
-	if msg.From.ID != user || s.checkEditWindow(msg, now, s.Limits().EditWindow.Duration) != nil {
+	pastWindow := s.checkEditWindow(msg, now, s.Limits().EditWindow.Duration)
+	if msg.From.ID != user || pastWindow != nil {
 		admin, err := s.IsAdmin(ctx, user)
-		if err != nil {
+		switch {
+		case err != nil:
 			return nil, err
-		}
-		if !admin && msg.From.ID != user {
+		case admin:
+		case msg.From.ID != user:
 			return nil, node.Errorf(node.CodeForbidden, "you may delete only your own messages")
-		}
-		if !admin {
-			return nil, s.checkEditWindow(msg, now, s.Limits().EditWindow.Duration)
+		default:
+			return nil, pastWindow
 		}
 	}
 	deleted := s.Store.DeleteLater(ctx, id, func(msg model.Message) { // on the store's publisher, in seq order
@@ -144,9 +140,7 @@ func (s *Service) checkEditWindow(msg model.Message, now time.Time, window time.
 }
 
 // editedPush is im/edited: the whole message, as im/message carries it.
-func editedPush(msg *model.Message) []byte {
-	return msg.AppendJSON(wire.AppendHead(make([]byte, 0, 256+len(msg.Text)), "im/edited", ""))
-}
+func editedPush(msg *model.Message) []byte { return wholeMessagePush("im/edited", msg) }
 
 // deletedPush is im/deleted {"id","conv","seq"}: seq, so that the highest
 // seq a client has seen stays a safe im/sync since.

@@ -307,8 +307,11 @@ func push(path string, body any) []byte {
 
 // messagePush encodes an im/message push without reflection: it is built
 // for every message, once per view.
-func messagePush(msg *model.Message) []byte {
-	return msg.AppendJSON(wire.AppendHead(make([]byte, 0, 256+len(msg.Text)), "im/message", ""))
+func messagePush(msg *model.Message) []byte { return wholeMessagePush("im/message", msg) }
+
+// wholeMessagePush is the push frame PATH;Message (im/message, im/edited).
+func wholeMessagePush(path string, msg *model.Message) []byte {
+	return msg.AppendJSON(wire.AppendHead(make([]byte, 0, 256+len(msg.Text)), path, ""))
 }
 
 // Stats is what admin/stats and `dce websocket status` report.
