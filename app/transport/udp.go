@@ -53,9 +53,10 @@ type UDP struct {
 	*Options
 	pc *net.UDPConn
 
-	mu      sync.Mutex // guards peers and blocked
+	mu      sync.Mutex // guards peers, blocked and closed
 	peers   map[netip.AddrPort]*udpPeer
 	blocked map[netip.AddrPort]time.Time
+	closed  bool // Close has begun: Serve starts nothing more
 	done    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -103,7 +104,15 @@ func NewUDP(o *Options, pc *net.UDPConn) *UDP {
 
 // Serve reads datagrams until the socket closes.
 func (u *UDP) Serve() {
+	// The janitor joins wg only before Close has begun, so Close's Wait
+	// never runs beside the Add, whichever of the two comes first.
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return
+	}
 	u.wg.Add(1)
+	u.mu.Unlock()
 	go u.janitor()
 	buf := make([]byte, 64<<10)
 	for {
@@ -127,6 +136,9 @@ func (u *UDP) Serve() {
 
 // Close stops reading and ends every peer.
 func (u *UDP) Close() error {
+	u.mu.Lock()
+	u.closed = true
+	u.mu.Unlock()
 	err := u.pc.Close()
 	close(u.done)
 	u.wg.Wait()
