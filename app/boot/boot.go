@@ -30,7 +30,6 @@ import (
 	"dce/app/transport"
 	"dce/common/config"
 	"dce/common/model"
-	"dce/common/store/sqlite"
 	imconfig "dce/project/im/config"
 	"dce/project/im/controller"
 	"dce/project/im/service"
@@ -63,8 +62,9 @@ type Server struct {
 	Log      *slog.Logger
 	logLevel *slog.LevelVar
 	started  time.Time
+	node     string // this node's name (server.node, or host name and port)
 
-	Store    *sqlite.DB
+	Store    Store
 	Sessions *session.Cache
 	Hub      *hub.Hub
 	Chat     *service.Service
@@ -105,11 +105,14 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
+	s.node = nodeName(cfg.Server.Node, s.httpLn.Addr())
+	if cfg.Clustered() {
+		s.Log = s.Log.With("node", s.node)
+	}
 	if err := os.MkdirAll(cfg.Server.RuntimeDir, 0o700); err != nil {
 		return nil, fmt.Errorf("runtime folder: %w", err)
 	}
-	if s.Store, err = sqlite.Open(ctx, sqlite.Options{Path: cfg.StorePath(), Synchronous: cfg.Store.Synchronous,
-		MaxBatch: cfg.Store.MaxBatch, SessionSweep: cfg.Session.SweepInterval.Duration}); err != nil {
+	if s.Store, err = openStore(ctx, cfg, false); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	s.wire()
@@ -125,7 +128,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 		return nil, err
 	}
 	s.serve()
-	s.Log.Info("server started", "http", s.httpLn.Addr().String(), "tcp", s.tcpLn.Addr().String(),
+	s.Log.Info("server started", "node", s.node, "http", s.httpLn.Addr().String(), "tcp", s.tcpLn.Addr().String(),
 		"udp", s.udpConn.LocalAddr().String(), "store", cfg.StorePath(), "synchronous", cfg.Store.Synchronous)
 	return s, nil
 }
@@ -339,6 +342,25 @@ func maxConnections(configured int) int {
 	}
 	return max(16, int(l.Cur)-128)
 }
+
+// nodeName is the node's name: the configured one, or this host's name
+// and the HTTP port, which no other node on the machine can share.
+func nodeName(configured string, httpAddr net.Addr) string {
+	if configured != "" {
+		return configured
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	if tcp, ok := httpAddr.(*net.TCPAddr); ok {
+		return host + ":" + strconv.Itoa(tcp.Port)
+	}
+	return host
+}
+
+// Node is the server's name among several nodes.
+func (s *Server) Node() string { return s.node }
 
 func (s *Server) pidPath() string { return filepath.Join(s.cfg.Server.RuntimeDir, "dce.pid") }
 

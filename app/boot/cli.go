@@ -21,7 +21,6 @@ import (
 	"dce/app/node"
 	"dce/app/transport"
 	"dce/common/config"
-	"dce/common/store/sqlite"
 	"dce/project/im/service"
 )
 
@@ -251,14 +250,7 @@ func isKernelPath(path string) bool {
 // any listener, for project command-line nodes such as `dce user admin`.
 // The store must exist: a command line never makes an empty one.
 func openOffline(cfg config.Config) (*service.Service, func(), error) {
-	path := cfg.StorePath()
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil, fmt.Errorf("no store at %s: is this the server's configuration? (-config FILE, DCE_SERVER_RUNTIME_DIR, store.path)", path)
-		}
-		return nil, nil, fmt.Errorf("store %s: %w", path, err)
-	}
-	st, err := sqlite.Open(context.Background(), sqlite.Options{Path: path, Synchronous: cfg.Store.Synchronous})
+	st, err := openStore(context.Background(), cfg, true)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -40,10 +40,12 @@ func TestA18BadConfigurationStopsStart(t *testing.T) {
 		args  []string // extra flags
 		names []string // what the message must name
 	}{
-		{name: "unknown section", file: "[redis]\naddr = \"127.0.0.1:6379\"\n", names: []string{"[redis]"}},
+		{name: "unknown section", file: "[cache]\naddr = \"127.0.0.1:6379\"\n", names: []string{"[cache]"}},
+		{name: "misspelt redis key", file: "[redis]\naddr = \"127.0.0.1:6379\"\n", names: []string{"redis.addr"}},
 		{name: "misspelt key", file: "[limits]\nmessage_per_second = 50\n", names: []string{"limits.message_per_second"}},
 		{name: "misspelt variable", env: []string{"DCE_LIMITS_MESSAGE_PER_SECOND=50"}, names: []string{"DCE_LIMITS_MESSAGE_PER_SECOND"}},
-		{name: "postgres", env: []string{"DCE_STORE_DRIVER=postgres"}, names: []string{"store.driver", "DCE_STORE_DRIVER", "postgres"}},
+		{name: "postgres without its dsn and redis", env: []string{"DCE_STORE_DRIVER=postgres"}, names: []string{"store.dsn", "DCE_STORE_DRIVER", "redis.url"}},
+		{name: "unknown driver", env: []string{"DCE_STORE_DRIVER=mysql"}, names: []string{"store.driver", "DCE_STORE_DRIVER", "mysql"}},
 		{name: "log level", file: "[server]\nlog_level = \"debgu\"\n", names: []string{"server.log_level", "debgu"}},
 		{name: "log format", env: []string{"DCE_SERVER_LOG_FORMAT=xml"}, names: []string{"server.log_format", "DCE_SERVER_LOG_FORMAT"}},
 		{name: "lifetime 0", file: "[session]\nlifetime = \"0s\"\n", names: []string{"session.lifetime"}},

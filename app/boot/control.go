@@ -21,6 +21,7 @@ import (
 // Status is what `dce websocket status` prints.
 type Status struct {
 	PID              int     `json:"pid"`
+	Node             string  `json:"node"`
 	Version          string  `json:"version"`
 	UptimeS          int64   `json:"uptime_s"`
 	HTTP             string  `json:"http"`
@@ -36,7 +37,8 @@ type Status struct {
 	Goroutines       int     `json:"goroutines"`
 	RSSBytes         uint64  `json:"rss_bytes"`
 	HeapInUseBytes   uint64  `json:"heap_inuse_bytes"`
-	CPUSeconds       float64 `json:"cpu_s"` // user + system CPU time of the process
+	CPUSeconds       float64 `json:"cpu_s"`        // user + system CPU time of the process
+	StoreDriver      string  `json:"store_driver"` // sqlite or postgres
 	StoreSynchronous string  `json:"store_synchronous"`
 	StoreCommits     int64   `json:"store_commits"` // group commits since start
 }
@@ -54,7 +56,7 @@ func (s *Server) Status() Status {
 	if s.Store != nil {
 		commits = s.Store.Commits()
 	}
-	return Status{PID: os.Getpid(), Version: Version, UptimeS: int64(time.Since(s.started).Seconds()),
+	return Status{PID: os.Getpid(), Node: s.node, StoreDriver: s.cfg.Store.Driver, Version: Version, UptimeS: int64(time.Since(s.started).Seconds()),
 		HTTP: httpAddr, TCP: tcpAddr, UDP: udpAddr, Connections: hs.Connections, OnlineUsers: hs.Online,
 		MessagesPerS: s.rate.perSecond(sent), MessagesSent: sent, SlowClosed: hs.SlowClosed,
 		SessionsCached: ss.Entries, SessionRefills: ss.Refills, Goroutines: runtime.NumGoroutine(),

@@ -29,7 +29,7 @@ const (
 var (
 	logLevels   = []string{"debug", "info", "warn", "error"}
 	logFormats  = []string{"text", "json"}
-	drivers     = []string{"sqlite"}
+	drivers     = []string{"sqlite", "postgres"}
 	synchronous = []string{"FULL", "NORMAL"}
 )
 
@@ -150,7 +150,29 @@ func (cfg *Config) check(from map[string]string) []string {
 	c.positive("session.sweep_interval", se.SweepInterval)
 
 	st := cfg.Store
-	c.oneOf("store.driver", st.Driver, drivers, "; this build has no other store (postgres is not supported)")
+	c.oneOf("store.driver", st.Driver, drivers, "")
+	postgres := strings.EqualFold(st.Driver, "postgres")
+	driverFrom := ""
+	if src := c.from["store.driver"]; src != "" {
+		driverFrom = " (from " + src + ")"
+	}
+	switch {
+	case postgres && st.DSN == "":
+		c.need(false, "store.dsn", st.DSN, "store.driver is postgres%s: give the database's URL, postgres://user@host:port/db", driverFrom)
+	case postgres:
+		c.need(PostgresURL(st.DSN), "store.dsn", RedactURL(st.DSN), "must be a postgres:// or postgresql:// URL")
+	case st.DSN != "":
+		c.need(false, "store.dsn", RedactURL(st.DSN), "is for store.driver = \"postgres\" (the SQLite file is store.path)")
+	}
+	c.need(!postgres || st.Path == "", "store.path", st.Path, "is SQLite's file; store.driver is postgres")
+
+	r := cfg.Redis
+	if r.URL != "" {
+		c.need(validRedisURL(r.URL), "redis.url", RedactURL(r.URL), "must be a redis:// or rediss:// URL: redis://[user:password@]host:port/db")
+	}
+	c.need(!postgres || r.URL != "", "redis.url", r.URL, "store.driver is postgres%s, and several nodes share sessions, presence and pushes through Redis: give its URL", driverFrom)
+	c.need(postgres || r.URL == "", "redis.url", RedactURL(r.URL), "is for several nodes: set store.driver = \"postgres\" too (one node on SQLite needs no Redis)")
+	c.need(validNode(s.Node), "server.node", s.Node, "a node's name is 1 to 64 letters, digits, '.', '_', ':' or '-'")
 	c.oneOf("store.synchronous", st.Synchronous, synchronous, " (FULL survives power loss, NORMAL only a process crash)")
 	c.between("store.max_batch", st.MaxBatch, 1, maxStoreBatch)
 
@@ -185,6 +207,25 @@ func (cfg *Config) normalize() {
 	cfg.Server.LogFormat = strings.ToLower(cfg.Server.LogFormat)
 	cfg.Store.Driver = strings.ToLower(cfg.Store.Driver)
 	cfg.Store.Synchronous = strings.ToUpper(cfg.Store.Synchronous)
+}
+
+var nodeName = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+// validNode accepts "" (the default name) or a name of nodeName's shape.
+func validNode(n string) bool { return n == "" || nodeName.MatchString(n) }
+
+func validRedisURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "redis" || u.Scheme == "rediss") && u.Host != ""
+}
+
+// RedactURL hides a URL's password, for messages and logs.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
 }
 
 var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)

@@ -52,6 +52,7 @@ type Config struct {
 	Store     Store     `toml:"store"`
 	Auth      Auth      `toml:"auth"`
 	Transport Transport `toml:"transport"`
+	Redis     Redis     `toml:"redis"`
 }
 
 // Server: addresses and files.
@@ -67,6 +68,9 @@ type Server struct {
 	TrustedProxies []string `toml:"trusted_proxies"`          // addresses whose X-Forwarded-For is believed
 	Secure         bool     `toml:"secure"`                   // served over TLS by a proxy: Secure cookies and HSTS
 	PprofAddr      string   `toml:"pprof_addr"`               // loopback address for net/http/pprof ("": off)
+	// Node is this server's name among several nodes, shown by status, in
+	// logs and metrics; "": the host name and the HTTP port.
+	Node string `toml:"node"`
 }
 
 // Limits: PROTOCOL.md section 4's numbers. A reload applies all but the
@@ -117,8 +121,9 @@ type Session struct {
 
 // Store: the durable store.
 type Store struct {
-	Driver      string `toml:"driver"` // sqlite
-	Path        string `toml:"path"`   // default runtime/dce.db
+	Driver      string `toml:"driver"` // sqlite or postgres
+	Path        string `toml:"path"`   // sqlite's file; default runtime/dce.db
+	DSN         string `toml:"dsn"`    // postgres: a postgres:// URL
 	Synchronous string `toml:"synchronous"`
 	MaxBatch    int    `toml:"max_batch"`
 }
@@ -152,6 +157,13 @@ type Transport struct {
 	SendBufferBytes int `toml:"send_buffer_bytes"`
 }
 
+// Redis: the shared engine of several nodes (sessions, presence, the bus
+// of pushes that are not stored, rate limits). URL "" runs one node alone.
+type Redis struct {
+	URL    string `toml:"url"`    // redis://[user:password@]host:port/db
+	Prefix string `toml:"prefix"` // before every key and channel, so deployments can share one Redis
+}
+
 // Default is the built-in configuration.
 func Default() Config {
 	return Config{
@@ -172,6 +184,7 @@ func Default() Config {
 			WriteTimeout: Duration{10 * time.Second}, WriteDelay: Duration{50 * time.Millisecond}, QueueBytes: 1 << 20, QueueFrames: 4096,
 			UDPPeerTimeout: Duration{60 * time.Second}, HTTPReadTimeout: Duration{10 * time.Second},
 			TCPIdleTimeout: Duration{10 * time.Minute}, FrameTimeout: Duration{10 * time.Second}},
+		Redis: Redis{Prefix: "dce:"},
 	}
 }
 
@@ -180,7 +193,7 @@ const DefaultFile = "common/config/dce.toml"
 
 // NotSettings are DCE_* variables that the tests read; they are known, and
 // no setting.
-var NotSettings = []string{"DCE_TEST_LOGS", "DCE_SCREENSHOTS"}
+var NotSettings = []string{"DCE_TEST_LOGS", "DCE_SCREENSHOTS", "DCE_TEST_POSTGRES", "DCE_TEST_REDIS"}
 
 // Error is a refused configuration: one line per problem.
 type Error struct{ Problems []string }
@@ -209,6 +222,9 @@ var flagSettings = []struct{ flag, key, usage string }{
 	{"port", "server.port", "HTTP and WebSocket `port`"},
 	{"tcp_port", "server.tcp_port", "TCP `port`"},
 	{"udp_port", "server.udp_port", "UDP `port`"},
+	{"store", "", "the store: a postgres:// `URL`, or an SQLite file's path"},
+	{"redis", "redis.url", "Redis `URL` (redis://host:port/db), shared by several nodes"},
+	{"node", "server.node", "this node's `name` among several"},
 }
 
 // Register adds the flags to fs.
@@ -217,7 +233,20 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	def := Default()
 	fields := fieldsByKey(&def)
 	for _, s := range flagSettings {
-		fs.Func(s.flag, fmt.Sprintf("%s (default %v)", s.usage, fields[s.key].Value.Interface()), func(v string) error {
+		usage := s.usage
+		if f, ok := fields[s.key]; ok && !f.Value.IsZero() {
+			usage = fmt.Sprintf("%s (default %v)", s.usage, f.Value.Interface())
+		}
+		fs.Func(s.flag, usage, func(v string) error {
+			if s.key == "" { // -store: the driver follows from the value
+				driver, key := "sqlite", "store.path"
+				if PostgresURL(v) {
+					driver, key = "postgres", "store.dsn"
+				}
+				f.set = append(f.set, flagValue{flag: "-store", key: "store.driver", value: driver},
+					flagValue{flag: "-store", key: key, value: v})
+				return nil
+			}
 			f.set = append(f.set, flagValue{flag: "-" + s.flag, key: s.key, value: v})
 			return nil
 		})
@@ -271,6 +300,15 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// PostgresURL reports whether s is a postgres:// or postgresql:// URL.
+func PostgresURL(s string) bool {
+	scheme, _, ok := strings.Cut(s, "://")
+	return ok && (strings.EqualFold(scheme, "postgres") || strings.EqualFold(scheme, "postgresql"))
+}
+
+// Clustered reports whether the server runs as one of several nodes.
+func (c *Config) Clustered() bool { return c.Store.Driver == "postgres" }
 
 // StorePath is the database file, under the runtime folder by default.
 func (c *Config) StorePath() string {

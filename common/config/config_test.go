@@ -125,13 +125,34 @@ var goodCases = []loadCase{
 		}},
 	{name: "no frame timeout", env: []string{"DCE_TRANSPORT_FRAME_TIMEOUT=0s"}},
 	{name: "pprof on loopback", env: []string{"DCE_SERVER_PPROF_ADDR=127.0.0.1:6060"}},
+	{name: "several nodes by flags", flags: []string{"-store", "postgres://dce@127.0.0.1:5432/dce", "-redis", "redis://127.0.0.1:6379/0", "-node", "n1"},
+		check: func(t *testing.T, c config.Config) {
+			if c.Store.Driver != "postgres" || c.Store.DSN != "postgres://dce@127.0.0.1:5432/dce" || c.Redis.URL != "redis://127.0.0.1:6379/0" ||
+				c.Server.Node != "n1" || !c.Clustered() {
+				t.Errorf("store %+v redis %+v node %q", c.Store, c.Redis, c.Server.Node)
+			}
+		}},
+	{name: "several nodes by env", env: []string{"DCE_STORE_DRIVER=POSTGRES", "DCE_STORE_DSN=postgresql://dce@db/dce", "DCE_REDIS_URL=rediss://cache:6380/1",
+		"DCE_REDIS_PREFIX=chat1:", "DCE_SERVER_NODE=web-1.example"},
+		check: func(t *testing.T, c config.Config) {
+			if c.Store.Driver != "postgres" || c.Redis.Prefix != "chat1:" || c.Server.Node != "web-1.example" {
+				t.Errorf("store %+v redis %+v node %q", c.Store, c.Redis, c.Server.Node)
+			}
+		}},
+	{name: "store flag with a file", flags: []string{"-store", "/tmp/other.db"},
+		check: func(t *testing.T, c config.Config) {
+			if c.Store.Driver != "sqlite" || c.StorePath() != "/tmp/other.db" || c.Clustered() {
+				t.Errorf("store %+v", c.Store)
+			}
+		}},
 	{name: "variables of the tests are not settings", env: []string{"DCE_TEST_LOGS=1", "DCE_SCREENSHOTS=/tmp/x", "OTHER=1"}},
 }
 
 var badCases = []loadCase{
 	// Unknown names, in each source.
-	{name: "unknown section", file: "[redis]\naddr = \"127.0.0.1:6379\"\n", want: []string{"[redis]", "unknown section"}},
-	{name: "unknown empty section", file: "[redis]\n", want: []string{"[redis]"}},
+	{name: "unknown section", file: "[cache]\naddr = \"127.0.0.1:6379\"\n", want: []string{"[cache]", "unknown section"}},
+	{name: "unknown empty section", file: "[cache]\n", want: []string{"[cache]"}},
+	{name: "misspelt redis key", file: "[redis]\naddr = \"127.0.0.1:6379\"\n", want: []string{"redis.addr", "unknown key"}},
 	{name: "misspelt key", file: "[limits]\nmessage_per_second = 5\n",
 		want: []string{"limits.message_per_second", "unknown key", "messages_per_second"}},
 	{name: "key in the wrong section", file: "[server]\nlifetime = \"1h\"\n", want: []string{"server.lifetime", "unknown key"}},
@@ -144,8 +165,21 @@ var badCases = []loadCase{
 	{name: "missing explicit file", flags: []string{"-config", "/nonexistent/dce.toml"}, want: []string{"/nonexistent/dce.toml"}},
 
 	// Values the server cannot honor.
-	{name: "postgres by env", env: []string{"DCE_STORE_DRIVER=postgres"}, want: []string{"store.driver", "DCE_STORE_DRIVER", "postgres", "not supported"}},
-	{name: "postgres by file", file: "[store]\ndriver = \"postgres\"\n", want: []string{"store.driver", "dce.toml", "postgres"}},
+	{name: "unknown driver", env: []string{"DCE_STORE_DRIVER=mysql"}, want: []string{"store.driver", "DCE_STORE_DRIVER", "mysql", "sqlite, postgres"}},
+	{name: "postgres by env without a dsn", env: []string{"DCE_STORE_DRIVER=postgres"}, want: []string{"store.dsn", "DCE_STORE_DRIVER", "postgres", "redis.url"}},
+	{name: "postgres by file without a dsn", file: "[store]\ndriver = \"postgres\"\n", want: []string{"store.dsn", "dce.toml", "postgres"}},
+	{name: "postgres without redis", flags: []string{"-store", "postgres://dce@127.0.0.1/dce"}, want: []string{"redis.url", "-store"}},
+	{name: "dsn not postgres", env: []string{"DCE_STORE_DRIVER=postgres", "DCE_STORE_DSN=mysql://x", "DCE_REDIS_URL=redis://127.0.0.1:6379/0"},
+		want: []string{"store.dsn", "mysql://x", "DCE_STORE_DSN"}},
+	{name: "dsn for sqlite", env: []string{"DCE_STORE_DSN=postgres://dce@127.0.0.1/dce"}, want: []string{"store.dsn", "store.path"}},
+	{name: "dsn password not shown", env: []string{"DCE_STORE_DSN=postgres://dce:hunter2@127.0.0.1/dce"}, want: []string{"store.dsn", "xxxxx"}},
+	{name: "sqlite path with postgres", flags: []string{"-store", "postgres://dce@127.0.0.1/dce", "-redis", "redis://127.0.0.1:6379/0"},
+		env: []string{"DCE_STORE_PATH=/tmp/x.db"}, want: []string{"store.path", "postgres"}},
+	{name: "redis without postgres", flags: []string{"-redis", "redis://127.0.0.1:6379/0"}, want: []string{"redis.url", "-redis", "postgres"}},
+	{name: "redis url not redis", flags: []string{"-store", "postgres://dce@127.0.0.1/dce", "-redis", "127.0.0.1:6379"},
+		want: []string{"redis.url", "127.0.0.1:6379", "redis://"}},
+	{name: "bad node name", flags: []string{"-node", "node one"}, want: []string{"server.node", "-node", "node one"}},
+	{name: "node name too long", env: []string{"DCE_SERVER_NODE=" + strings.Repeat("n", 65)}, want: []string{"server.node", "DCE_SERVER_NODE"}},
 	{name: "log level", file: "[server]\nlog_level = \"debgu\"\n", want: []string{"server.log_level", "debgu", "dce.toml"}},
 	{name: "log level with offset", env: []string{"DCE_SERVER_LOG_LEVEL=info+2"}, want: []string{"server.log_level", "DCE_SERVER_LOG_LEVEL"}},
 	{name: "log format", env: []string{"DCE_SERVER_LOG_FORMAT=xml"}, want: []string{"server.log_format", "xml", "DCE_SERVER_LOG_FORMAT"}},
@@ -202,8 +236,8 @@ var badCases = []loadCase{
 	{name: "negative send buffer", env: []string{"DCE_TRANSPORT_SEND_BUFFER_BYTES=-1"}, want: []string{"transport.send_buffer_bytes"}},
 
 	// Every problem is named, not only the first.
-	{name: "several at once", file: "[redis]\n[store]\ndriver = \"postgres\"\n", env: []string{"DCE_SERVER_LOG_LEVEL=loud"},
-		want: []string{"[redis]", "store.driver", "server.log_level"}},
+	{name: "several at once", file: "[cache]\n[store]\ndriver = \"postgres\"\n", env: []string{"DCE_SERVER_LOG_LEVEL=loud"},
+		want: []string{"[cache]", "store.dsn", "redis.url", "server.log_level"}},
 }
 
 // load runs one case the way `dce websocket start` does: its flags on a
@@ -272,7 +306,7 @@ func TestValidate(t *testing.T) {
 	cfg.Store.Driver = "postgres"
 	cfg.Session.Lifetime = config.Duration{}
 	err := cfg.Validate()
-	if err == nil || !strings.Contains(err.Error(), "store.driver") || !strings.Contains(err.Error(), "session.lifetime") {
+	if err == nil || !strings.Contains(err.Error(), "store.dsn") || !strings.Contains(err.Error(), "session.lifetime") {
 		t.Fatalf("Validate: %v", err)
 	}
 }
