@@ -35,6 +35,9 @@ func Config(tb testing.TB) config.Config {
 	// resume one user many times; the tests of these limits set them back.
 	cfg.Limits.ConnectsPerSecond, cfg.Limits.ConnectBurst = 100000, 100000
 	cfg.Limits.ConnectsPerAddressSecond, cfg.Limits.ConnectBurstPerAddress = 100000, 100000
+	if Engine() == EnginePostgres {
+		Cluster(tb, &cfg)
+	}
 	return cfg
 }
 

@@ -4,7 +4,11 @@
 // suite every engine must pass.
 package store
 
-import "errors"
+import (
+	"errors"
+
+	"dce/common/model"
+)
 
 var (
 	// ErrNotFound: no such user, session or message.
@@ -22,3 +26,39 @@ var ErrFull = errors.New("store: the group is full")
 // member, not the owner), as the write's own transaction found; nothing
 // was written.
 var ErrForbidden = errors.New("store: forbidden")
+
+// ChangeKind is what a stored change did.
+type ChangeKind int
+
+// The kinds of change, each of which takes a seq.
+const (
+	ChangeMessage ChangeKind = iota + 1 // a new message
+	ChangeEdit                          // a message's text changed
+	ChangeDelete                        // a message deleted
+	ChangeGroup                         // a group created, joined or left, renamed
+)
+
+// GroupOp is which group write a ChangeGroup was.
+type GroupOp int
+
+// The group writes (service.Store's CreateGroup, AddGroupMember,
+// RemoveGroupMember and RenameGroup).
+const (
+	GroupCreate GroupOp = iota + 1
+	GroupAdd
+	GroupRemove
+	GroupRename
+)
+
+// Change is one stored change as an engine shared by several nodes hands
+// it to the nodes that did not make it, in seq order with their own
+// (after-commit actions included), so every node pushes every change and
+// keeps its group membership as of each commit.
+type Change struct {
+	Seq     int64
+	Kind    ChangeKind
+	Message model.Message     // a message, edit or deletion: as stored, sender joined in
+	Group   model.GroupChange // a group change: what the write reported
+	GroupOp GroupOp
+	By      int64 // a group change: who asked (the by of the write; the owner for a creation)
+}
