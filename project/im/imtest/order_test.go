@@ -469,22 +469,27 @@ func (snd orderSender) burst(t *testing.T, to string, changed orderChanged, mu *
 // orderRun is P9 for one kind of conversation: senders send their bursts at
 // once to `to` (given the readers' user id; 0 when readers are separate
 // users), and the readers are checked.
-func orderRun(t *testing.T, private bool) {
-	s := orderStart(t)
+func orderRun(t *testing.T, private bool) { orderRunOn(t, []*servertest.Server{orderStart(t)}, private) }
+
+// orderRunOn is orderRun with its connections spread over nodes, nodes of
+// one server: the readers and senders round the nodes, and each dropper
+// resumes on the node after its own.
+func orderRunOn(t *testing.T, nodes []*servertest.Server, private bool) {
+	at := func(i int) *servertest.Server { return nodes[i%len(nodes)] }
 	reader := func(name string) string { // the nickname of a reader
 		if private {
 			return "target" // every reader is a connection of the addressee
 		}
 		return name
 	}
-	ws := s.DialWS(t, "", nil)
+	ws := at(0).DialWS(t, "", nil)
 	ws.Login(reader("ws-reader"), "password-"+reader("ws-reader"))
-	tcp := s.DialTCP(t)
+	tcp := at(1).DialTCP(t)
 	_, targetID := authLogin(t, tcp, reader("tcp-reader"), "password-"+reader("tcp-reader"))
-	udp := orderUDPLogin(t, s, reader("udp-reader"))
+	udp := orderUDPLogin(t, at(2), reader("udp-reader"))
 	droppers := []*orderDropper{
-		newOrderDropper(t, s, "websocket", reader("drop-ws")),
-		newOrderDropper(t, s, "tcp", reader("drop-tcp")),
+		newOrderDropper(t, at(0), "websocket", reader("drop-ws")),
+		newOrderDropper(t, at(1), "tcp", reader("drop-tcp")),
 	}
 	for _, d := range droppers {
 		d.name = d.transport + " dropper"
@@ -499,9 +504,9 @@ func orderRun(t *testing.T, private bool) {
 		name := fmt.Sprintf("sender%d", i)
 		var c *servertest.Client
 		if i%2 == 0 {
-			c = s.DialWS(t, "", nil)
+			c = at(i).DialWS(t, "", nil)
 		} else {
-			c = s.DialTCP(t)
+			c = at(i).DialTCP(t)
 		}
 		c.Login(name, "password-"+name)
 		senders[i] = orderSender{name: name, conn: c}
@@ -523,8 +528,8 @@ func orderRun(t *testing.T, private bool) {
 			}
 		})
 	}
-	for _, d := range droppers {
-		wait.Go(func() { d.resume(t, s) })
+	for i, d := range droppers {
+		wait.Go(func() { d.resume(t, at(i+1)) })
 	}
 	close(start)
 	wait.Wait()
