@@ -21,7 +21,7 @@ command -v runc >/dev/null 2>&1 || skip "runc is not installed (apt-get install 
 [ "$(id -u)" = 0 ] || skip "not root: this test runs rootful podman so that the host reaches the container's control socket"
 command -v go >/dev/null 2>&1 || fail "go is needed to build the binary"
 
-tag=dce-test-$$ name=dce-test-$$ port=${DCE_CONTAINER_TEST_PORT:-21461}
+tag=dce-test-$$ name=dce-test-$$
 dir=$(mktemp -d)
 cleanup() {
   timeout 30 podman rm -f -t 5 "$name" >/dev/null 2>&1 || true
@@ -53,13 +53,16 @@ fi
 mkdir -p "$dir/runtime"
 run_log=$dir/run.log
 # The bench's users register and send faster than the default limits allow.
-if ! timeout 60 podman run -d --name "$name" -v "$dir/runtime:/runtime:U" -p "127.0.0.1:$port:20461" \
+if ! timeout 60 podman run -d --name "$name" -v "$dir/runtime:/runtime:U" -p "127.0.0.1::20461" \
   -e DCE_LIMITS_MESSAGES_PER_SECOND=1000000 -e DCE_LIMITS_MESSAGE_BURST=1000000 \
   -e DCE_LIMITS_REGISTRATIONS_PER_ADDRESS_HOUR=1000000 -e DCE_AUTH_ARGON_MEMORY_KIB=1024 -e DCE_AUTH_ARGON_TIME=1 \
   "localhost/$tag" >"$run_log" 2>&1; then
   cat "$run_log" >&2
   fail "podman run"
 fi
+# podman chose a free port on the host's loopback for the container's 20461.
+hostport=$(timeout 10 podman port "$name" 20461/tcp | head -1) || fail "podman port"
+case $hostport in 127.0.0.1:[0-9]*) port=${hostport#127.0.0.1:} ;; *) fail "published on '$hostport', not on loopback" ;; esac
 export DCE_SERVER_RUNTIME_DIR=$dir/runtime # the host's client reaches the server through the volume's dce.sock
 up=
 for _ in $(seq 100); do
