@@ -40,15 +40,28 @@ size=$(podman image inspect --format '{{.Size}}' "localhost/$tag")
 echo "container: image $tag built, $((size / 1000000)) MB"
 
 # Can this host run a container at all? A FROM-scratch image has no shell:
-# the binary's own help is the probe. What stops it here is the host, not
-# the image: report it and skip.
-if ! probe=$(timeout 60 podman run --rm "localhost/$tag" help 2>&1); then
-  case $probe in
-  *setrlimit* | *rlimit* | *"Operation not permitted"* | *"permission denied"* | *cgroup* | *OCI*)
-    skip "podman cannot start a container on this host: $(echo "$probe" | tail -1)" ;;
-  *) echo "$probe" >&2; fail "the image does not run its binary" ;;
+# the binary's own help is the probe, first without a network (the runtime:
+# limits, cgroups), then with a port published on loopback (the network
+# stack). podman's exit codes tell the host's failures from the image's: 125
+# is podman's error and 126 the runtime's (the host: skip); 127 is a missing
+# executable, the image's /dce (fail) or one of podman's helpers such as
+# netavark (the host: skip); anything else comes from the binary (fail).
+probe() {
+  local out rc=0
+  out=$(timeout 60 podman run --rm "$@" "localhost/$tag" help 2>&1) || rc=$?
+  case $rc in
+  0) ;;
+  127) case $out in
+    *"invoke a command that was not found"* | *"executable file not found"*) echo "$out" >&2; fail "the image has no /dce" ;;
+    *) skip "podman cannot start a container on this host ($*): $(echo "$out" | grep . | tail -1)" ;;
+    esac ;;
+  125 | 126) skip "podman cannot start a container on this host ($*): $(echo "$out" | grep . | tail -1)" ;;
+  124) fail "podman run $* did not end within 60 s" ;;
+  *) echo "$out" >&2; fail "the image's binary exited $rc for help ($*)" ;;
   esac
-fi
+}
+probe --network=none
+probe -p 127.0.0.1::20461
 
 mkdir -p "$dir/runtime"
 run_log=$dir/run.log
