@@ -32,7 +32,7 @@ const (
 // database's locale), through the trigram index messages_fold: a LIKE
 // '%q%' on it is a substring match in any script, Chinese included, with
 // no word segmentation. $1 is the LIKE pattern, $2 the id to stay below,
-// $3 the reader, $4 the conversation ('' for every one); %CONV% is the
+// $3 the reader, $4 the conversation (” for every one); %CONV% is the
 // condition on it.
 var (
 	// The index hits, newest first, at most SearchExamined, kept if the
