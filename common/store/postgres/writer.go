@@ -257,13 +257,13 @@ func (db *DB) commit(requests []*writeRequest) *batch {
 
 // runBatch runs the live requests in one transaction and commits; any
 // error returned means nothing of the batch is stored.
-func (db *DB) runBatch(requests []*writeRequest, seqs, savepoints bool) (t *txn, err error) {
+func (db *DB) runBatch(requests []*writeRequest, seqs, savepoints bool) (*txn, error) {
 	ctx := context.Background()
 	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: begin: %w", err)
 	}
-	t = &txn{db: db, tx: tx, ctx: ctx}
+	t := &txn{db: db, tx: tx, ctx: ctx}
 	committed := false
 	defer func() {
 		if !committed {
