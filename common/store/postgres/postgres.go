@@ -242,7 +242,8 @@ func (db *DB) Commits() int64 { return db.commits.Load() }
 
 // IntegrityCheck checks the change sequence: the counter is the last seq
 // of the log, the log has every seq from 1 to it, and every message's seq
-// is in the log naming it. It returns "ok", or one finding per line.
+// above where the log begins (a copied store's base) is in the log
+// naming it. It returns "ok", or one finding per line.
 func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
 	if err := db.checkOpen(); err != nil {
 		return "", err
@@ -252,21 +253,22 @@ func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer tx.Rollback(ctx)
-	var counter, count, last int64
-	if err := tx.QueryRow(ctx, `SELECT (SELECT v FROM seq_counter), COUNT(*), COALESCE(MAX(seq), 0) FROM changes`).
-		Scan(&counter, &count, &last); err != nil {
+	var counter, base, count, last int64
+	if err := tx.QueryRow(ctx, `SELECT (SELECT v FROM seq_counter), (SELECT base FROM seq_counter), COUNT(*), COALESCE(MAX(seq), 0) FROM changes`).
+		Scan(&counter, &base, &count, &last); err != nil {
 		return "", err
 	}
+	last = max(last, base)
 	var findings []string
 	if counter != last {
 		findings = append(findings, fmt.Sprintf("the counter is %d but the last change is %d", counter, last))
 	}
-	if count != last {
-		findings = append(findings, fmt.Sprintf("the log holds %d changes up to seq %d: it has gaps", count, last))
+	if count != last-base {
+		findings = append(findings, fmt.Sprintf("the log holds %d changes from seq %d to %d: it has gaps", count, base+1, last))
 	}
 	var orphans int64
-	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM messages m
-		WHERE NOT EXISTS (SELECT 1 FROM changes c WHERE c.seq = m.seq AND c.message_id = m.id)`).Scan(&orphans); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM messages m WHERE m.seq > (SELECT base FROM seq_counter)
+		AND NOT EXISTS (SELECT 1 FROM changes c WHERE c.seq = m.seq AND c.message_id = m.id)`).Scan(&orphans); err != nil {
 		return "", err
 	}
 	if orphans > 0 {

@@ -159,4 +159,8 @@ func foldRune(r rune) rune {
 // foldCase folds every rune of s (foldRune).
 func foldCase(s string) string { return strings.Map(foldRune, s) }
 
+// Fold is the text messages.fold holds for a message's text: what search
+// matches. A copy into this store (common/store/storecopy) writes it.
+func Fold(text string) string { return foldCase(text) }
+
 func itoa(n int) string { return strconv.Itoa(n) }
