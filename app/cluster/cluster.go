@@ -128,6 +128,7 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 	// moment, not the default minutes of retries.
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout, ro.PoolTimeout = time.Second, time.Second, time.Second, time.Second
 	ro.MaxRetries = 1
+	quietOnce.Do(func() { redis.SetLogger(debugLogger{opts.Log}) })
 	rdb := redis.NewClient(ro)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		_ = rdb.Close()
@@ -274,3 +275,13 @@ func (c *Cluster) receiveLoop() {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// quietOnce sets go-redis's logger once per process: it says every failed
+// dial, many a second in an outage, which failed already reports once.
+var quietOnce sync.Once
+
+type debugLogger struct{ log *slog.Logger }
+
+func (l debugLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Debug("redis: " + fmt.Sprintf(format, v...))
+}
