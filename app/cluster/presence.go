@@ -493,11 +493,17 @@ func (p *presence) resyncLoop() {
 
 func (p *presence) resync(ctx context.Context, name string) {
 	c := p.c
-	h, err := c.rdb.HGetAll(ctx, c.keys.places(name)).Result()
-	if err != nil {
+	pipe := c.rdb.Pipeline()
+	all := pipe.HGetAll(ctx, c.keys.places(name))
+	alive := pipe.Exists(ctx, c.keys.alive(name))
+	if _, err := pipe.Exec(ctx); err != nil {
 		c.failed("resync", err)
 		return
 	}
+	if alive.Val() == 0 {
+		return // a node that died leaves its mirror behind: it is not read back
+	}
+	h := all.Val()
 	version, err := strconv.ParseInt(h[versionField], 10, 64)
 	if err != nil {
 		return // no mirror (yet): the node writes it whole and says so
