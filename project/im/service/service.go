@@ -159,6 +159,9 @@ type Deps struct {
 	Hub      Hub
 	Log      *slog.Logger
 	Now      func() time.Time
+	// Limiter, when set, holds the per-user rate limits for every node
+	// (several nodes on one Redis); nil keeps them in this process.
+	Limiter SharedLimiter
 }
 
 // Service is the chat.
@@ -214,6 +217,7 @@ func New(d Deps, cfg config.Config) *Service {
 		groups:    newMembership(),
 	}
 	s.admission = newAdmission(cfg.Limits)
+	s.shareLimits(d.Limiter)
 	s.presence = newPresenceFolder(presenceInterval, s.pushPresence)
 	limits := cfg.Limits
 	s.limits.Store(&limits)
