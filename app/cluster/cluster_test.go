@@ -14,7 +14,7 @@ import (
 	"dce/app/cluster"
 	"dce/app/hub"
 	"dce/app/node"
-	"dce/app/servertest"
+	"dce/app/servertest/testenv"
 	"dce/common/model"
 )
 
@@ -23,7 +23,7 @@ func redisURL(t *testing.T) string {
 	t.Helper()
 	u := os.Getenv("DCE_TEST_REDIS")
 	if u == "" {
-		servertest.Missing(t, "DCE_TEST_REDIS is not set (a redis:// URL of a Redis the tests may use)")
+		testenv.Missing(t, "DCE_TEST_REDIS is not set (a redis:// URL of a Redis the tests may use)")
 	}
 	return u
 }

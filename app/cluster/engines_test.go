@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"dce/app/cluster"
-	"dce/app/servertest"
+	"dce/app/servertest/testenv"
 	"dce/app/session"
 	"dce/common/store"
 )
@@ -157,7 +157,7 @@ func startRedis(t *testing.T, port int) *exec.Cmd {
 	cmd := exec.Command("/usr/bin/redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
 	if err := cmd.Start(); err != nil {
-		servertest.Missing(t, "redis-server cannot start: "+err.Error())
+		testenv.Missing(t, "redis-server cannot start: "+err.Error())
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -184,7 +184,7 @@ func stopRedis(cmd *exec.Cmd) {
 // nodes again within 5 s, presence is whole again and caps count again.
 func TestRedisRestart(t *testing.T) {
 	if _, err := exec.LookPath("/usr/bin/redis-server"); err != nil {
-		servertest.Missing(t, "redis-server is not installed")
+		testenv.Missing(t, "redis-server is not installed")
 	}
 	port := freePort(t)
 	srv := startRedis(t, port)

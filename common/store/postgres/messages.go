@@ -468,7 +468,16 @@ func (db *DB) readChanges(ctx context.Context, after, upTo int64) ([]store.Chang
 		}
 		for i := range changes {
 			if changes[i].Kind != store.ChangeGroup {
-				changes[i].Message = byID[changes[i].Message.ID]
+				// The message as it is now: a later change (an edit, a
+				// deletion) may have superseded this one since. It is
+				// handed on with this change's seq all the same, so the
+				// pushes stay in seq order and each change gives one (a
+				// newer text, or none if deleted since, is what the
+				// later change's push brings anyway); the later change
+				// follows with its own seq.
+				msg := byID[changes[i].Message.ID]
+				msg.Seq = changes[i].Seq
+				changes[i].Message = msg
 			}
 		}
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"dce/app/servertest"
+	"dce/app/servertest/testenv"
 	"dce/common/store"
 	"dce/common/store/storetest"
 )
@@ -23,7 +23,7 @@ func freshDatabase(t testing.TB) string {
 	t.Helper()
 	dsn := os.Getenv("DCE_TEST_POSTGRES")
 	if dsn == "" {
-		servertest.Missing(t, "DCE_TEST_POSTGRES is not set (a PostgreSQL URL whose role may create databases)")
+		testenv.Missing(t, "DCE_TEST_POSTGRES is not set (a PostgreSQL URL whose role may create databases)")
 	}
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, dsn)
