@@ -132,6 +132,60 @@ func (a *appending) apply(t *txn) error {
 	return err
 }
 
+// appendRun stores the live appends of run in one pipelined round trip:
+// each takes its seq in turn and is inserted. An append that stores
+// nothing (a duplicate cid, an unknown sender) would leave its seq a gap
+// among the others', so appendRun then fails, and the batch runs again one
+// write at a time (writer.go), where such an append gives its seq back.
+func (t *txn) appendRun(run []*writeRequest) error {
+	var queue pgx.Batch
+	var live []*appending
+	for _, request := range run {
+		if request.err != nil {
+			continue
+		}
+		a := request.write.(*appending)
+		m := &a.m
+		a.isDuplicate, a.missingSender = false, false
+		seq, err := t.reserveSeq()
+		if err != nil {
+			return err
+		}
+		a.stored = model.Message{
+			Seq: seq, Key: m.Key, Conv: string(m.Key), From: model.User{ID: m.Sender},
+			To: m.To, ToUser: m.ToUser, Kind: m.Kind, Text: m.Text, CID: m.CID, TS: m.TS,
+		}
+		queue.Queue(insertMessageSQL, seq, string(m.Key), m.Sender, m.To, m.ToUser, m.Kind, m.Text, a.fold,
+			m.FileID, m.CID, m.TS)
+		live = append(live, a)
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	results := t.tx.SendBatch(t.ctx, &queue)
+	for _, a := range live {
+		if err := results.QueryRow().Scan(&a.stored.ID); err != nil {
+			results.Close()
+			if errors.Is(err, pgx.ErrNoRows) {
+				return errBatchRetry
+			}
+			return err
+		}
+		t.logChange(a.stored.Seq, store.ChangeMessage, a.stored.ID, nil)
+	}
+	if err := results.Close(); err != nil {
+		return err
+	}
+	for _, a := range live {
+		if a.m.ToUser != 0 {
+			if err := t.noteDirect(a.m.Sender, a.m.ToUser, string(a.m.Key)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (a *appending) committed() {
 	if a.published != nil && !a.isDuplicate && !a.missingSender {
 		a.published(a.stored)

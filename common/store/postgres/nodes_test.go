@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -333,5 +334,97 @@ func TestConnectionsKilledMidWrites(t *testing.T) {
 	}
 	if result, err := admin.IntegrityCheck(ctx); err != nil || result != "ok" {
 		t.Errorf("IntegrityCheck = %q, %v", result, err)
+	}
+}
+
+// TestRemoteCarriesChanges: another instance's Remote gets each change
+// whole: the message with its sender joined in, and a group change with
+// its write, who asked, and the members of a creation.
+func TestRemoteCarriesChanges(t *testing.T) {
+	dsn := freshDatabase(t)
+	a := openTest(t, dsn, Options{})
+	var (
+		mu      sync.Mutex
+		changes []store.Change
+	)
+	openTest(t, dsn, Options{Remote: func(c store.Change) {
+		mu.Lock()
+		changes = append(changes, c)
+		mu.Unlock()
+	}})
+	ctx := context.Background()
+	ann := storetest.MustCreateUser(t, a, "Ann")
+	bob := storetest.MustCreateUser(t, a, "Bob")
+	cat := storetest.MustCreateUser(t, a, "Cat")
+	g, err := a.CreateGroup(ctx, model.NewGroup{Name: "club", Owner: ann.ID, Members: []int64{bob.ID}}, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := g.Group.ID
+	mustGroup := func(_ model.GroupChange, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustGroup(a.AddGroupMember(ctx, id, cat.ID, bob.ID, 0, nil))
+	mustGroup(a.RenameGroup(ctx, id, "club 2", ann.ID, nil))
+	mustGroup(a.RemoveGroupMember(ctx, id, cat.ID, ann.ID, nil))
+	msg := storetest.MustAppend(t, a, storetest.LobbyMessage(bob.ID, "hello", ""))
+	if _, err := a.EditLater(ctx, msg.ID, "hello again", nil)(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.DeleteLater(ctx, msg.ID, nil)(); err != nil {
+		t.Fatal(err)
+	}
+	mustGroup(a.RemoveGroupMember(ctx, id, bob.ID, bob.ID, nil))
+	mustGroup(a.RemoveGroupMember(ctx, id, ann.ID, ann.ID, nil))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(changes)
+		mu.Unlock()
+		if n >= 9 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(changes) != 9 {
+		t.Fatalf("%d changes reached the other instance, want 9: %+v", len(changes), changes)
+	}
+	for i, c := range changes {
+		if c.Seq != int64(i+1) {
+			t.Errorf("change %d has seq %d", i, c.Seq)
+		}
+	}
+	create := changes[0]
+	if create.Kind != store.ChangeGroup || create.GroupOp != store.GroupCreate || create.By != ann.ID ||
+		!slices.Equal(create.Group.Members, []int64{ann.ID, bob.ID}) || create.Group.Group.Name != "club" {
+		t.Errorf("the creation: %+v", create)
+	}
+	if c := changes[1]; c.GroupOp != store.GroupAdd || c.By != bob.ID || c.Group.User != cat.ID || c.Group.Group.Members != 3 {
+		t.Errorf("the invite: %+v", c)
+	}
+	if c := changes[2]; c.GroupOp != store.GroupRename || c.Group.Group.Name != "club 2" {
+		t.Errorf("the rename: %+v", c)
+	}
+	if c := changes[3]; c.GroupOp != store.GroupRemove || c.By != ann.ID || c.Group.User != cat.ID {
+		t.Errorf("the removal: %+v", c)
+	}
+	// Each message change carries the message as stored when it was
+	// read: as that change left it, or superseded by a later one
+	// (Message.Seq above Seq).
+	texts := []string{"hello", "hello again", ""}
+	for i, kind := range []store.ChangeKind{store.ChangeMessage, store.ChangeEdit, store.ChangeDelete} {
+		c := changes[4+i]
+		if c.Kind != kind || c.Message.ID != msg.ID || c.Message.From.Nickname != "Bob" || c.Message.Seq < c.Seq ||
+			(c.Message.Seq == c.Seq && c.Message.Text != texts[i]) {
+			t.Errorf("message change %d: %+v", i, c)
+		}
+	}
+	if c := changes[8]; c.GroupOp != store.GroupRemove || !c.Group.Dissolved || c.Group.User != ann.ID {
+		t.Errorf("the dissolution: %+v", c)
 	}
 }

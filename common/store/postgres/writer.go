@@ -276,11 +276,30 @@ func (db *DB) runBatch(requests []*writeRequest, seqs, savepoints bool) (*txn, e
 			return nil, err
 		}
 	}
-	for _, request := range requests {
+	for i := 0; i < len(requests); i++ {
+		request := requests[i]
 		if request.err != nil {
 			continue
 		}
 		if !savepoints {
+			if _, ok := request.write.(*appending); ok {
+				// A run of appends goes in one pipelined round trip.
+				j := i + 1
+				for j < len(requests) {
+					if _, ok := requests[j].write.(*appending); !ok {
+						break
+					}
+					j++
+				}
+				if err := t.appendRun(requests[i:j]); err != nil {
+					if tx.Conn().IsClosed() {
+						return nil, err
+					}
+					return nil, errBatchRetry
+				}
+				i = j - 1
+				continue
+			}
 			if err := request.write.apply(t); err != nil {
 				if tx.Conn().IsClosed() {
 					return nil, err
