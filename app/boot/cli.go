@@ -2,6 +2,7 @@ package boot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"dce/app/node"
 	"dce/app/transport"
 	"dce/common/config"
+	"dce/common/store/storecopy"
 	"dce/project/im/service"
 )
 
@@ -37,6 +39,7 @@ func (k *Kernel) Nodes() []node.Node {
 		node.Node{Path: "websocket/stop", Name: "Stop the running server gracefully (clients get 1001): [-config FILE]", Do: k.Stop},
 		node.Node{Path: "websocket/reload", Name: "Re-read the settings that can change while running; name those that need a restart: [-config FILE]", Do: k.Reload},
 		node.Node{Path: "websocket/status", Name: "The running server's figures, as JSON: [-config FILE]", Do: k.Status},
+		node.Node{Path: "store/copy", Name: "Copy an embedded store into an empty PostgreSQL one, ids and seqs kept: -from runtime/dce.db -to postgres://...", Do: k.StoreCopy},
 		node.Node{Path: "help", Name: "This table", Do: k.Help},
 	), k.benchNodes()...)
 }
@@ -203,6 +206,40 @@ func (k *Kernel) Reload(ctx *node.Context) (any, error) { return k.call(ctx, "re
 
 // Status prints the running server's figures.
 func (k *Kernel) Status(ctx *node.Context) (any, error) { return k.call(ctx, "status") }
+
+// StoreCopy moves an embedded deployment to PostgreSQL: every user,
+// session, message, group, member and read mark of the SQLite file -from
+// into the empty database -to, in one transaction, with their ids and
+// seqs, so clients' im/sync positions stay valid. The server must not run
+// on -from meanwhile.
+func (k *Kernel) StoreCopy(ctx *node.Context) (any, error) {
+	fs := flag.NewFlagSet("dce store copy", flag.ContinueOnError)
+	fs.SetOutput(ctx.Out)
+	from := fs.String("from", "", "the SQLite store to copy (runtime/dce.db)")
+	to := fs.String("to", "", "the empty PostgreSQL database: postgres://user@host:port/db")
+	if err := fs.Parse(ctx.Args); err != nil {
+		return nil, cliError(err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, cliError(fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " ")))
+	case *from == "" || *to == "":
+		return nil, cliError(errors.New("both -from FILE and -to postgres://... are required"))
+	case !config.PostgresURL(*to):
+		return nil, cliError(fmt.Errorf("-to %s: not a postgres:// URL", config.RedactURL(*to)))
+	}
+	if _, err := os.Stat(*from); err != nil {
+		return nil, cliError(fmt.Errorf("-from %s: %w", *from, err))
+	}
+	counts, err := storecopy.Copy(context.Background(), *from, *to)
+	if err != nil {
+		return nil, cliError(fmt.Errorf("store copy: %w", err))
+	}
+	raw, err := json.Marshal(map[string]int64{"users": counts.Users, "sessions": counts.Sessions, "messages": counts.Messages,
+		"direct_conversations": counts.DirectConversations, "read_marks": counts.ReadMarks, "groups": counts.Groups,
+		"group_members": counts.GroupMembers, "last_seq": counts.LastSeq})
+	return node.RawJSON(raw), err
+}
 
 // Help prints the node table.
 func (k *Kernel) Help(ctx *node.Context) (any, error) {

@@ -143,3 +143,79 @@ func TestClusterUnreachableEnginesStopStart(t *testing.T) {
 		})
 	}
 }
+
+// `dce store copy` moves an embedded deployment to PostgreSQL: a node on
+// the copy knows the users (their passwords and sessions), the messages
+// at their seqs, and goes on past them.
+func TestStoreCopyToPostgres(t *testing.T) {
+	dir := t.TempDir()
+	p := freePorts(t)
+	proc := startProcess(t, dir, p, nil)
+	waitHealthy(t, proc, p, 30*time.Second)
+	c, sid, err := dialLoggedIn(t, p.remote(), "tcp", "mover", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if f, err := c.Call("im/send", map[string]string{"to": "room:lobby", "text": fmt.Sprint("moved ", i)}, 5*time.Second); err != nil || f.ErrorCode() != "" {
+			t.Fatalf("send: %v %s", err, f)
+		}
+	}
+	before, err := c.Call("im/sync", map[string]any{"since": 0}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, code := runCLI(t, dir, nil, "websocket", "stop"); code != 0 {
+		t.Fatal("stop failed")
+	}
+	proc.waitExit(20 * time.Second)
+
+	dsn := servertest.PostgresDSN(t)
+	if _, stderr, code := runCLI(t, dir, nil, "store", "copy", "-from", dir+"/runtime-missing.db", "-to", dsn); code == 0 || !strings.Contains(stderr, "runtime-missing.db") {
+		t.Fatalf("copy from a missing file: exit %d, %s", code, stderr)
+	}
+	stdout, stderr, code := runCLI(t, dir, nil, "store", "copy", "-from", dir+"/dce.db", "-to", dsn)
+	if code != 0 {
+		t.Fatalf("store copy: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	t.Logf("store copy: %s", strings.TrimSpace(stdout))
+	if _, stderr, code := runCLI(t, dir, nil, "store", "copy", "-from", dir+"/dce.db", "-to", dsn); code == 0 {
+		t.Fatalf("a second copy into the same database was accepted: %s", stderr)
+	}
+
+	redisURL, prefix := servertest.RedisURL(t)
+	pn := freePorts(t)
+	node := startProcess(t, t.TempDir(), pn, clusterEnv(dsn, redisURL, prefix, "copied"))
+	waitHealthy(t, node, pn, 30*time.Second)
+	again, _, err := dialLoggedIn(t, pn.remote(), "websocket", "mover", sid)
+	if err != nil {
+		t.Fatalf("the copied session: %v", err)
+	}
+	after, err := again.Call("im/sync", map[string]any{"since": 0}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b, a struct {
+		Messages []struct {
+			ID   int64  `json:"id"`
+			Seq  int64  `json:"seq"`
+			Text string `json:"text"`
+		} `json:"messages"`
+	}
+	if json.Unmarshal(before.Body, &b) != nil || json.Unmarshal(after.Body, &a) != nil || len(b.Messages) != 5 ||
+		fmt.Sprint(a.Messages) != fmt.Sprint(b.Messages) {
+		t.Fatalf("im/sync before the copy:\n%s\nafter it, on PostgreSQL:\n%s", before.Body, after.Body)
+	}
+	f, err := again.Call("im/send", map[string]string{"to": "room:lobby", "text": "after the move"}, 5*time.Second)
+	if err != nil || f.ErrorCode() != "" {
+		t.Fatalf("send after the move: %v %s", err, f)
+	}
+	next, _ := again.Call("im/sync", map[string]any{"since": b.Messages[4].Seq}, 5*time.Second)
+	if !strings.Contains(string(next.Body), "after the move") {
+		t.Fatalf("im/sync since the last copied seq misses the new message: %s", next.Body)
+	}
+	// The password came along too.
+	if _, _, err := dialLoggedIn(t, pn.remote(), "tcp", "mover", ""); err != nil {
+		t.Fatalf("log in with the copied password: %v", err)
+	}
+}
