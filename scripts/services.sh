@@ -3,11 +3,12 @@
 # from Debian's packages: `scripts/services.sh start DIR` makes and starts
 # them with their data under DIR and prints the variables the tests read
 # (DCE_TEST_POSTGRES, DCE_TEST_REDIS); `scripts/services.sh stop DIR` stops
-# them. PostgreSQL runs as the postgres user (it refuses to run as root);
+# them (ports SERVICES_PG_PORT, SERVICES_REDIS_PORT; 55432 and 56379 by
+# default). PostgreSQL runs as the postgres user (it refuses to run as root);
 # the role dce is a superuser, trusted on loopback only.
 set -euo pipefail
 cmd=${1:?usage: services.sh start|stop DIR} dir=${2:?usage: services.sh start|stop DIR}
-pg_port=${DCE_TEST_PG_PORT:-55432} redis_port=${DCE_TEST_REDIS_PORT:-56379}
+pg_port=${SERVICES_PG_PORT:-55432} redis_port=${SERVICES_REDIS_PORT:-56379}
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
