@@ -68,7 +68,7 @@ func Pairs(ctx context.Context, o Options, cfg PairsConfig) (PairsResult, error)
 	}
 	k := newConnector(&o)
 	n := 2 * cfg.Pairs
-	clients, users, err := k.connectMany(ctx, n, func(i int) string { return fmt.Sprintf("%s-p%d", o.Prefix, i) },
+	clients, users, err := k.connectMany(ctx, n, 0, func(i int) string { return fmt.Sprintf("%s-p%d", o.Prefix, i) },
 		func(int) connectOpts { return connectOpts{onPush: onPush} })
 	if err != nil {
 		return res, err
