@@ -23,23 +23,23 @@ type PresenceConfig struct {
 
 // PresenceResult is what `dce bench presence` measured.
 type PresenceResult struct {
-	Workload         string  `json:"workload"`
-	Watchers         int     `json:"watchers"`
-	Joined           int     `json:"joined"`
-	WatchAll         bool    `json:"watch_all"`
-	RampS            float64 `json:"ramp_s"`
-	PresenceFrames   int64   `json:"presence_frames"`
-	PresenceBytes    int64   `json:"presence_bytes"`
-	BytesPerJoiner   float64 `json:"bytes_per_joiner"`
-	WatchersExact    int     `json:"watchers_exact"` // watchers whose list, kept from events, ends equal to who is online
-	JoinersMissing   int     `json:"joiners_missing"` // joiners not on the first watcher's final im/users
+	Workload       string  `json:"workload"`
+	Watchers       int     `json:"watchers"`
+	Joined         int     `json:"joined"`
+	WatchAll       bool    `json:"watch_all"`
+	RampS          float64 `json:"ramp_s"`
+	PresenceFrames int64   `json:"presence_frames"`
+	PresenceBytes  int64   `json:"presence_bytes"`
+	BytesPerJoiner float64 `json:"bytes_per_joiner"`
+	WatchersExact  int     `json:"watchers_exact"`  // watchers whose list, kept from events, ends equal to who is online
+	JoinersMissing int     `json:"joiners_missing"` // joiners not on the first watcher's final im/users
 	// ListsExact counts watchers whose own final im/users, asked on the
 	// node they are connected to, is exactly the users the tool holds
 	// online (each with its one place); ListMismatches counts the others,
 	// by node (the -url list's order).
-	ListsExact     int   `json:"lists_exact"`
-	ListMismatches []int `json:"list_mismatches_by_node"`
-	Nodes          int   `json:"nodes"`
+	ListsExact       int     `json:"lists_exact"`
+	ListMismatches   []int   `json:"list_mismatches_by_node"`
+	Nodes            int     `json:"nodes"`
 	ServerCPUS       float64 `json:"server_cpu_s,omitempty"`
 	ServerRSSGrowthB int64   `json:"server_rss_growth_bytes,omitempty"`
 }
