@@ -39,6 +39,7 @@ fi
 
 command -v jq >/dev/null || { echo "cluster-budgets: needs jq (apt-get install jq)" >&2; exit 1; }
 mkdir -p "$BENCH_DIR"
+BENCH_DIR=$(cd "$BENCH_DIR" && pwd) # PostgreSQL's socket folder must be absolute
 : >"$OUT"
 SERVICES=$BENCH_DIR/services
 export DCE_SERVER_HOST=127.0.0.1
@@ -172,7 +173,7 @@ for i in $(seq "$RUNS"); do
 	for n in 1 3; do
 		want_config pg$n || continue
 		config=pg$n DB=dce_bench_$n PREFIX=dce-bench-$n-$i:
-		psql_q dce "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+		psql_q dce "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
 		psql_q dce "CREATE DATABASE $DB OWNER dce" >/dev/null
 		psql_q "$DB" "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 		rm -f "$BENCH_DIR/sessions-$config"
