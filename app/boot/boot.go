@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"dce/app/bus"
+	"dce/app/cluster"
 	"dce/app/control"
 	"dce/app/hub"
 	"dce/app/node"
@@ -65,6 +66,8 @@ type Server struct {
 	node     string // this node's name (server.node, or host name and port)
 
 	Store    Store
+	cluster  *cluster.Cluster // Redis, with several nodes; nil for one
+	remote   *remoteGate      // another node's changes, to the chat
 	Sessions *session.Cache
 	Hub      *hub.Hub
 	Chat     *service.Service
@@ -112,13 +115,27 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err 
 	if err := os.MkdirAll(cfg.Server.RuntimeDir, 0o700); err != nil {
 		return nil, fmt.Errorf("runtime folder: %w", err)
 	}
-	if s.Store, err = openStore(ctx, cfg, false); err != nil {
+	if cfg.Clustered() {
+		if s.cluster, err = cluster.Open(ctx, cluster.Options{URL: cfg.Redis.URL, Prefix: cfg.Redis.Prefix, Node: s.node,
+			PresenceGrace: cfg.Session.PresenceGrace.Duration, Log: s.Log}); err != nil {
+			return nil, fmt.Errorf("redis.url = %s: %w", config.RedactURL(cfg.Redis.URL), err)
+		}
+	}
+	s.remote = &remoteGate{}
+	if s.Store, err = openStore(ctx, cfg, false, s.remote.handle); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	s.wire()
+	// Another node's changes wait in the gate while the groups load:
+	// those the loaded groups may miss are handed on after, in order.
+	loadedFrom, err := s.Store.LastSeq(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
 	if err := s.Chat.LoadGroups(ctx); err != nil {
 		return nil, fmt.Errorf("store: loading groups: %w", err)
 	}
+	s.remote.open(s.Chat.Remote, loadedFrom)
 	if opts.Control {
 		if err := s.openControl(); err != nil {
 			return nil, err
@@ -165,18 +182,33 @@ func portError(what string, port int, err error) error {
 // wire builds everything between the store and the transports.
 func (s *Server) wire() {
 	cfg := s.cfg
-	s.Sessions = session.New(s.Store, cfg.Session.CacheBytes, cfg.Session.Lifetime.Duration, nil)
 	var chat *service.Service
-	s.Hub = hub.New(hub.Options{
+	hopts := hub.Options{
 		QueueBytes: cfg.Transport.QueueBytes, QueueFrames: cfg.Transport.QueueFrames,
 		WriteTimeout: cfg.Transport.WriteTimeout.Duration, WriteDelay: cfg.Transport.WriteDelay.Duration,
 		MaxConns:        maxConnections(cfg.Limits.MaxConnections),
 		MaxConnsPerUser: cfg.Limits.ConnectionsPerUser, MaxAnonPerIP: cfg.Limits.AnonConnectionsPerIP,
 		PresenceGrace: cfg.Session.PresenceGrace.Duration, Log: s.Log,
 		OnPresence: func(user int64, online bool, places int) { chat.PresenceChanged(user, online, places) },
-	})
-	chat = service.New(service.Deps{Store: s.Store, Sessions: s.Sessions, Bus: bus.Local{Hub: s.Hub}, Hub: s.Hub, Log: s.Log}, cfg)
+	}
+	deps := service.Deps{Store: s.Store, Log: s.Log}
+	if cl := s.cluster; cl != nil {
+		cl.HubOptions(&hopts) // presence and connection slots summed over the nodes
+		s.Hub = hub.New(hopts)
+		s.Sessions = session.NewTiered(s.Store, cl.SessionTier(), cfg.Session.Lifetime.Duration, nil)
+		deps.Bus, deps.Hub, deps.Limiter = cl.Bus(), cl.Hub(), cl.Limiter()
+		deps.Stored = bus.Local{Hub: s.Hub} // every node pushes the store's changes itself
+	} else {
+		s.Hub = hub.New(hopts)
+		s.Sessions = session.New(s.Store, cfg.Session.CacheBytes, cfg.Session.Lifetime.Duration, nil)
+		deps.Bus, deps.Hub = bus.Local{Hub: s.Hub}, s.Hub
+	}
+	deps.Sessions = s.Sessions
+	chat = service.New(deps, cfg)
 	s.Chat = chat
+	if s.cluster != nil {
+		s.cluster.Start(s.Hub, chat.PresenceChanged)
+	}
 	s.Router = node.NewRouter(append(NodeTable(chat, s), s.opts.ExtraNodes...), node.RouterOptions{IsAdmin: chat.IsAdmin, Log: s.Log,
 		MaxFrame: cfg.Limits.MaxFrameBytes})
 	s.live.Store(liveSettings(cfg))
@@ -278,6 +310,9 @@ func (s *Server) Close(ctx context.Context) error {
 		s.tcp.Wait()
 		s.served.Wait()
 		s.Chat.Close()
+		if s.cluster != nil {
+			_ = s.cluster.Close()
+		}
 		if s.pprof != nil {
 			_ = s.pprof.Close()
 		}
@@ -300,6 +335,9 @@ func (s *Server) abandon() {
 	}
 	if s.udpConn != nil {
 		_ = s.udpConn.Close()
+	}
+	if s.cluster != nil {
+		_ = s.cluster.Close()
 	}
 	if s.Store != nil {
 		_ = s.Store.Close()

@@ -250,7 +250,7 @@ func isKernelPath(path string) bool {
 // any listener, for project command-line nodes such as `dce user admin`.
 // The store must exist: a command line never makes an empty one.
 func openOffline(cfg config.Config) (*service.Service, func(), error) {
-	st, err := openStore(context.Background(), cfg, true)
+	st, err := openStore(context.Background(), cfg, true, nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -57,4 +57,6 @@
 // held, and it is never held while a deferred request runs.
 //
 // No I/O happens under any of them: Sink.Abort only moves a deadline.
+// Options.Slots (a count of a user's connections shared by several nodes)
+// is asked before the locks and told after them.
 package hub

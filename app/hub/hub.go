@@ -51,7 +51,26 @@ type Options struct {
 	// with places >= 1 as connections come and go (0 during the grace), and
 	// online=false when the grace has run out.
 	OnPresence func(userID int64, online bool, places int)
-	Log        *slog.Logger
+	// RawPresence has OnPresence told every change as it happens,
+	// unfolded: online with 0 places when the grace begins, and repeats of
+	// the places last told. A multi-node engine mirrors this node's places
+	// from it and folds the sum over nodes itself.
+	RawPresence bool
+	// Slots, when set, counts each user's connections across nodes for
+	// MaxConnsPerUser (on top of this node's own count): a connection
+	// takes a slot before it attaches to a user, outside the hub's locks,
+	// and gives it back after it detaches.
+	Slots UserSlots
+	Log   *slog.Logger
+}
+
+// UserSlots is a count of every user's connections shared by several
+// nodes. Acquire takes one of user's slots unless limit (> 0) are taken
+// already; Release gives one back. Neither may block for long: they run
+// on a connection's login and close.
+type UserSlots interface {
+	Acquire(user int64, limit int) bool
+	Release(user int64)
 }
 
 // Hub is the set of live connections on this node.
@@ -174,22 +193,59 @@ func (h *Hub) register(sink Sink, transport node.Method, remoteIP string, pingEv
 
 // setSession moves c from its current user (if any) to s's user (if any).
 func (h *Hub) setSession(c *Conn, s *model.Session) error {
-	h.presenceMu.Lock()
-	defer h.presenceMu.Unlock()
 	var newUser int64
 	if s != nil {
 		newUser = s.UserID
 	}
+	if h.opts.Slots != nil {
+		return h.setSessionSlotted(c, s, newUser)
+	}
+	_, _, err := h.setSessionLocked(c, s, newUser)
+	return err
+}
+
+// setSessionSlotted is setSession with shared slots: the new user's slot
+// is taken before the locks, and whatever slot ends up unused (the old
+// user's, or the new one's when the attach did not happen) is given back
+// after them.
+func (h *Hub) setSessionSlotted(c *Conn, s *model.Session, newUser int64) error {
+	var slot int64
+	if newUser != 0 {
+		h.mu.RLock()
+		cur := c.userID
+		h.mu.RUnlock()
+		if cur != newUser {
+			if !h.opts.Slots.Acquire(newUser, int(h.caps.perUser.Load())) {
+				return ErrTooManyForUser
+			}
+			slot = newUser
+		}
+	}
+	attached, detached, err := h.setSessionLocked(c, s, newUser)
+	if slot != 0 && attached != slot {
+		h.opts.Slots.Release(slot)
+	}
+	if detached != 0 {
+		h.opts.Slots.Release(detached)
+	}
+	return err
+}
+
+// setSessionLocked moves c under the locks and says which user it
+// attached to and which it detached from (0: none).
+func (h *Hub) setSessionLocked(c *Conn, s *model.Session, newUser int64) (attached, detached int64, err error) {
+	h.presenceMu.Lock()
+	defer h.presenceMu.Unlock()
 	h.mu.Lock()
 	if h.conns[c.id] != c {
 		h.mu.Unlock()
-		return errConnectionGone
+		return 0, 0, errConnectionGone
 	}
 	oldUser := c.userID
 	if newUser != 0 && newUser != oldUser {
 		if u := h.users[newUser]; u != nil && over(&h.caps.perUser, len(u.conns)) {
 			h.mu.Unlock()
-			return ErrTooManyForUser
+			return 0, 0, ErrTooManyForUser
 		}
 	}
 	c.session.Store(s)
@@ -197,18 +253,20 @@ func (h *Hub) setSession(c *Conn, s *model.Session) error {
 	if oldUser != newUser {
 		if oldUser != 0 {
 			events = append(events, h.detachLocked(c, oldUser))
+			detached = oldUser
 		} else {
 			h.anonDecLocked(c.remoteIP)
 		}
 		if newUser != 0 {
 			events = append(events, h.attachLocked(c, newUser))
+			attached = newUser
 		} else {
 			h.anonByIP[c.remoteIP]++
 		}
 	}
 	h.mu.Unlock()
 	h.emit(events)
-	return nil
+	return attached, detached, nil
 }
 
 type presenceEvent struct {
@@ -222,7 +280,16 @@ type presenceEvent struct {
 // page reload within the grace is invisible to others.
 func (h *Hub) emit(events []presenceEvent) {
 	for _, e := range events {
-		if e.user == 0 || (e.online && e.places == 0) {
+		if e.user == 0 {
+			continue
+		}
+		if h.opts.RawPresence {
+			if h.opts.OnPresence != nil {
+				h.opts.OnPresence(e.user, e.online, e.places)
+			}
+			continue
+		}
+		if e.online && e.places == 0 {
 			continue
 		}
 		h.mu.Lock()
@@ -315,22 +382,32 @@ func (h *Hub) anonDecLocked(ip string) {
 // remove drops a finished connection from the indexes.
 func (h *Hub) remove(c *Conn) {
 	c.w.countHot(&h.pace, false) // the writer has exited: its fields are ours
+	if detached := h.removeLocked(c); detached != 0 && h.opts.Slots != nil {
+		h.opts.Slots.Release(detached)
+	}
+}
+
+// removeLocked is remove under the locks; it returns the user c was
+// attached to (0: none).
+func (h *Hub) removeLocked(c *Conn) int64 {
 	h.presenceMu.Lock()
 	defer h.presenceMu.Unlock()
 	h.mu.Lock()
 	if h.conns[c.id] != c {
 		h.mu.Unlock()
-		return
+		return 0
 	}
 	delete(h.conns, c.id)
 	var events []presenceEvent
-	if c.userID != 0 {
-		events = append(events, h.detachLocked(c, c.userID))
+	detached := c.userID
+	if detached != 0 {
+		events = append(events, h.detachLocked(c, detached))
 	} else {
 		h.anonDecLocked(c.remoteIP)
 	}
 	h.mu.Unlock()
 	h.emit(events)
+	return detached
 }
 
 // Deliver delivers frame to every connection of every user in users, except

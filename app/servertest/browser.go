@@ -2,6 +2,7 @@ package servertest
 
 import (
 	"context"
+	"dce/app/servertest/testenv"
 	"fmt"
 	"os"
 	"os/exec"
@@ -111,23 +112,15 @@ func StartBrowserLang(tb testing.TB, languages string) *Browser {
 	return b
 }
 
-// InCI reports whether the tests run under continuous integration: CI is
-// set to anything but "" or "false" (.ci/run sets CI=true, as CI services
-// do).
-func InCI() bool {
-	v := os.Getenv("CI")
-	return v != "" && v != "false" && v != "0"
-}
+// InCI reports whether the tests run under continuous integration
+// (testenv.InCI).
+func InCI() bool { return testenv.InCI() }
 
-// Missing ends a test that needs something this machine lacks (a real
-// browser, a tool, a user): a skip on a developer's machine, a failure
-// under CI, where a skipped test would report ok for what never ran.
+// Missing ends a test that needs something this machine lacks: a skip on
+// a developer's machine, a failure under CI (testenv.Missing).
 func Missing(tb testing.TB, why string) {
 	tb.Helper()
-	if InCI() {
-		tb.Fatalf("%s; under CI (CI=%s) a missing dependency fails the test instead of skipping it", why, os.Getenv("CI"))
-	}
-	tb.Skip(why)
+	testenv.Missing(tb, why)
 }
 
 // onEvent runs in the tab's event loop: it only records, and answers a

@@ -27,38 +27,46 @@ var ErrFull = errors.New("store: the group is full")
 // was written.
 var ErrForbidden = errors.New("store: forbidden")
 
-// ChangeKind is what a stored change did.
+// Change is one entry of the store-wide change sequence, as an engine
+// shared by several nodes (postgres) hands another node's changes to its
+// Options.Remote: every change in seq order, each once.
+type Change struct {
+	// Seq is the change's place in the sequence.
+	Seq  int64
+	Kind ChangeKind
+	// Message is, for ChangeMessage, ChangeEdit and ChangeDelete, the
+	// message as stored when the change was read, its sender joined in.
+	// When a later change has superseded this one (an edit or a deletion
+	// of the message since), Message.Seq is above Seq: the later change
+	// follows in the sequence, and this one may be skipped.
+	Message model.Message
+	// Group, GroupOp and By are set for ChangeGroup: the change as the
+	// write's committed action got it (Members for a creation), which
+	// write it was, and who asked (the by of the write; the owner for a
+	// creation). A join is GroupAdd with By == Group.User, a leave
+	// GroupRemove with By == Group.User; a dissolution is a GroupRemove
+	// with Group.Dissolved.
+	Group   model.GroupChange
+	GroupOp GroupOp
+	By      int64
+}
+
+// ChangeKind says what a Change is.
 type ChangeKind int
 
-// The kinds of change, each of which takes a seq.
 const (
-	ChangeMessage ChangeKind = iota + 1 // a new message
-	ChangeEdit                          // a message's text changed
+	ChangeMessage ChangeKind = iota + 1 // a message stored anew
+	ChangeEdit                          // a message's text replaced
 	ChangeDelete                        // a message deleted
-	ChangeGroup                         // a group created, joined or left, renamed
+	ChangeGroup                         // a group created, joined, left, renamed or dissolved
 )
 
-// GroupOp is which group write a ChangeGroup was.
+// GroupOp is the group write a ChangeGroup came from.
 type GroupOp int
 
-// The group writes (service.Store's CreateGroup, AddGroupMember,
-// RemoveGroupMember and RenameGroup).
 const (
 	GroupCreate GroupOp = iota + 1
 	GroupAdd
 	GroupRemove
 	GroupRename
 )
-
-// Change is one stored change as an engine shared by several nodes hands
-// it to the nodes that did not make it, in seq order with their own
-// (after-commit actions included), so every node pushes every change and
-// keeps its group membership as of each commit.
-type Change struct {
-	Seq     int64
-	Kind    ChangeKind
-	Message model.Message     // a message, edit or deletion: as stored, sender joined in
-	Group   model.GroupChange // a group change: what the write reported
-	GroupOp GroupOp
-	By      int64 // a group change: who asked (the by of the write; the owner for a creation)
-}

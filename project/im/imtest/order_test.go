@@ -469,7 +469,9 @@ func (snd orderSender) burst(t *testing.T, to string, changed orderChanged, mu *
 // orderRun is P9 for one kind of conversation: senders send their bursts at
 // once to `to` (given the readers' user id; 0 when readers are separate
 // users), and the readers are checked.
-func orderRun(t *testing.T, private bool) { orderRunOn(t, []*servertest.Server{orderStart(t)}, private) }
+func orderRun(t *testing.T, private bool) {
+	orderRunOn(t, []*servertest.Server{orderStart(t)}, private)
+}
 
 // orderRunOn is orderRun with its connections spread over nodes, nodes of
 // one server: the readers and senders round the nodes, and each dropper

@@ -162,22 +162,22 @@ func (s *Service) deliverStored(msg model.Message, exceptConn uint64, encode fun
 	if group, ok := msg.Key.GroupID(); ok {
 		if members := s.groups.members(group); len(members) > 0 {
 			msg.Conv = string(msg.Key)
-			s.Bus.Deliver(members, encode(&msg), exceptConn)
+			s.Stored.Deliver(members, encode(&msg), exceptConn)
 		}
 		return
 	}
 	switch {
 	case msg.Key == model.LobbyKey:
 		msg.Conv = string(msg.Key)
-		s.Bus.Broadcast(encode(&msg), exceptConn, 0)
+		s.Stored.Broadcast(encode(&msg), exceptConn, 0)
 	case msg.ToUser == msg.From.ID: // a note to oneself
 		msg.Conv = msg.Key.ViewFor(msg.From.ID)
-		s.Bus.Deliver([]int64{msg.From.ID}, encode(&msg), exceptConn)
+		s.Stored.Deliver([]int64{msg.From.ID}, encode(&msg), exceptConn)
 	default:
 		msg.Conv = msg.Key.ViewFor(msg.From.ID)
-		s.Bus.Deliver([]int64{msg.From.ID}, encode(&msg), exceptConn)
+		s.Stored.Deliver([]int64{msg.From.ID}, encode(&msg), exceptConn)
 		msg.Conv = msg.Key.ViewFor(msg.ToUser)
-		s.Bus.Deliver([]int64{msg.ToUser}, encode(&msg), exceptConn)
+		s.Stored.Deliver([]int64{msg.ToUser}, encode(&msg), exceptConn)
 	}
 }
 

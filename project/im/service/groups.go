@@ -117,7 +117,7 @@ func (s *Service) pushGroup(event string, about *model.User, added bool, exceptC
 	return func(change model.GroupChange) {
 		audience := s.groups.apply(change, added)
 		if len(audience) > 0 {
-			s.Bus.Deliver(audience, push("im/group", groupEvent{event, change.Group, about}), exceptConn)
+			s.Stored.Deliver(audience, push("im/group", groupEvent{event, change.Group, about}), exceptConn)
 		}
 	}
 }

@@ -1,6 +1,9 @@
 package service
 
 import (
+	"context"
+	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -173,12 +176,60 @@ func newUserLimiter(perSecond, burst int) *userLimiter {
 	return newKeyedLimiter[int64](perSecond, burst)
 }
 
-// keyedLimiter is a token bucket per key: a user, an address.
+// SharedLimiter is a token bucket per key shared by several nodes (GCRA in
+// Redis), so that a user meets the same limit whichever nodes they use.
+// Allow takes a token for key at perSecond with burst, or says how long
+// until one is free; an error (the engine cannot answer) has the caller
+// fall back to this node's own bucket.
+type SharedLimiter interface {
+	Allow(ctx context.Context, key string, perSecond, burst int) (wait time.Duration, ok bool, err error)
+}
+
+// sharedTimeout bounds one question to a SharedLimiter.
+const sharedTimeout = 500 * time.Millisecond
+
+// keyedLimiter is a token bucket per key: a user, an address. With shared
+// set (several nodes), the buckets are the shared ones, named name:key,
+// and the local ones serve only while the shared limiter fails.
 type keyedLimiter[K comparable] struct {
 	mu      sync.Mutex
 	limit   rate.Limit
 	burst   int
 	buckets map[K]*bucket
+	shared  SharedLimiter
+	name    string
+}
+
+// share puts the limiter's buckets in shared under name.
+func (u *keyedLimiter[K]) share(shared SharedLimiter, name string) {
+	u.shared, u.name = shared, name
+}
+
+// allowShared asks the shared limiter; done is false when it could not
+// answer.
+func (u *keyedLimiter[K]) allowShared(key K) (wait time.Duration, ok, done bool) {
+	u.mu.Lock()
+	perSecond, burst := int(u.limit), u.burst
+	u.mu.Unlock()
+	if perSecond <= 0 {
+		return 0, false, false // a rate of 0 is the local bucket's to judge (a burst, then nothing)
+	}
+	var k string
+	switch v := any(key).(type) {
+	case int64:
+		k = u.name + ":" + strconv.FormatInt(v, 10)
+	case string:
+		k = u.name + ":" + v
+	default:
+		k = u.name + ":" + fmt.Sprint(v)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+	defer cancel()
+	wait, ok, err := u.shared.Allow(ctx, k, perSecond, burst)
+	if err != nil {
+		return 0, false, false
+	}
+	return wait, ok, true
 }
 
 type bucket struct {
@@ -192,6 +243,11 @@ func newKeyedLimiter[K comparable](perSecond, burst int) *keyedLimiter[K] {
 
 // allow takes a token for key, or says how long until one is free.
 func (u *keyedLimiter[K]) allow(key K, now time.Time) (time.Duration, bool) {
+	if u.shared != nil {
+		if wait, ok, done := u.allowShared(key); done {
+			return wait, ok
+		}
+	}
 	u.mu.Lock()
 	b := u.buckets[key]
 	if b == nil {
@@ -231,4 +287,21 @@ func (u *keyedLimiter[K]) sweep(now time.Time) {
 			delete(u.buckets, id)
 		}
 	}
+}
+
+// shareLimits puts the per-user limiters (sends, typing, updates,
+// creations, searches, connections and resumes) in shared, when it is set.
+// The per-address and failed-login limits stay per node: an address's
+// connections and logins reach one node more often than not, and their
+// limits are loose.
+func (s *Service) shareLimits(shared SharedLimiter) {
+	if shared == nil {
+		return
+	}
+	s.sends.share(shared, "sends")
+	s.typing.share(shared, "typing")
+	s.updates.share(shared, "updates")
+	s.creations.share(shared, "creations")
+	s.searches.perUser.share(shared, "searches")
+	s.admission.perUser.share(shared, "connects")
 }

@@ -156,9 +156,17 @@ type Deps struct {
 	Store    Store
 	Sessions *session.Cache
 	Bus      Bus
-	Hub      Hub
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Stored is where the pushes of stored changes (messages, edits,
+	// deletions, group changes) go: with several nodes, this node's
+	// connections only, as every node follows the store's changes itself
+	// (Remote); nil: Bus.
+	Stored Bus
+	Hub    Hub
+	Log    *slog.Logger
+	Now    func() time.Time
+	// Limiter, when set, holds the per-user rate limits for every node
+	// (several nodes on one Redis); nil keeps them in this process.
+	Limiter SharedLimiter
 }
 
 // Service is the chat.
@@ -194,6 +202,9 @@ func New(d Deps, cfg config.Config) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
+	if d.Stored == nil {
+		d.Stored = d.Bus
+	}
 	slots := cfg.Auth.HashSlots
 	if slots <= 0 {
 		slots = numCPU()
@@ -214,6 +225,7 @@ func New(d Deps, cfg config.Config) *Service {
 		groups:    newMembership(),
 	}
 	s.admission = newAdmission(cfg.Limits)
+	s.shareLimits(d.Limiter)
 	s.presence = newPresenceFolder(presenceInterval, s.pushPresence)
 	limits := cfg.Limits
 	s.limits.Store(&limits)
