@@ -140,8 +140,9 @@ workloads() {
 			# shellcheck disable=SC2086
 			bench "$config" ${spec} || true
 			wait
-			echo "cluster-budgets: $config: redis-cli --latency-history while full-speed fan-out ran (ms):" >&2
-			tr '\r' '\n' <"$BENCH_DIR/redis-latency-$config.txt" | grep -a 'min:' | tail -3 >&2 || true
+			# Without a terminal, redis-cli prints "min max avg samples" (ms).
+			echo "cluster-budgets: $config: redis-cli --latency while full-speed fan-out ran: min max avg (ms), samples:" >&2
+			tr '\r' '\n' <"$BENCH_DIR/redis-latency-$config.txt" | grep -aE '^[0-9.]+ [0-9.]+ [0-9.]+ [0-9]+' | tail -1 | sed 's/^/  /' >&2 || true
 		else
 			# shellcheck disable=SC2086
 			bench "$config" ${spec} || true
@@ -200,7 +201,7 @@ echo "|---|---|---|"
 rate=$(median pg3/pairs .acked_per_s) missing=$(median pg3/pairs .missing_in_store)
 echo "| pairs, $PAIRS pairs, 3 nodes: >= 20,000 acked/s, every one stored | $(ratio "$rate" "${missing:-0}" '"\($a | round)/s, \($b) missing"') | $(ratio "$rate" "${missing:-1}" 'if $a >= 20000 and $b == 0 then "yes" else "no" end') |"
 rate1=$(median pg1/pairs .acked_per_s) rates=$(median sqlite/pairs .acked_per_s)
-echo "| (pairs, 1 node on PostgreSQL; 1 node on SQLite) | ${rate1:-n/a}; ${rates:-n/a} acked/s | |"
+echo "| (pairs, 1 node on PostgreSQL; 1 node on SQLite) | $(ratio "${rate1:-null}" "${rates:-null}" '"\($a // "n/a" | if type == "number" then round else . end); \($b // "n/a" | if type == "number" then round else . end) acked/s"') | |"
 p3=$(median pg3/latency .latency.p99_ms) p1=$(median pg1/latency .latency.p99_ms)
 echo "| lobby at 20/s, $READERS readers: p99 over 3 nodes <= 1 node + 50 ms | $(ratio "$p3" "$p1" '"\($a) ms vs \($b) ms (+\(($a - $b) * 100 | round / 100) ms)"') | $(ratio "$p3" "$p1" 'if $a <= $b + 50 then "yes" else "no" end') |"
 c3=$(median pg3/full .deliveries_per_cpu_s) c1=$(median pg1/full .deliveries_per_cpu_s)
