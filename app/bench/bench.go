@@ -32,8 +32,12 @@ import (
 // Options are the settings every workload shares.
 type Options struct {
 	// URL is the server's WebSocket address (ws://127.0.0.1:20461/ws); an
-	// http:// address or one without a path is turned into it.
+	// http:// address or one without a path is turned into it. A
+	// comma-separated list names the nodes of one server: connections are
+	// spread over them round-robin (Options.Node).
 	URL string
+	// URLs are URL's addresses, one a node, filled in by Check.
+	URLs []string
 	// Sources are the local addresses connections are spread over, so the
 	// ephemeral port range does not cap the number of connections.
 	Sources []net.IP
@@ -54,13 +58,17 @@ type Options struct {
 	Logins int
 }
 
-// ServerFigures are what the server says about itself.
+// ServerFigures are what the server says about itself, or the sums over
+// the processes that serve it (ProcessFigures).
 type ServerFigures struct {
 	RSSBytes    uint64  `json:"rss_bytes"`
 	CPUSeconds  float64 `json:"cpu_s"`
 	Connections int     `json:"connections"`
 	Goroutines  int     `json:"goroutines"`
 	Commits     int64   `json:"store_commits"`
+	// Processes is how many processes the figures sum (0: the server's
+	// own status, through its control socket).
+	Processes int `json:"processes,omitempty"`
 }
 
 // toolCPU is the CPU time, user and system, that this process has used:
@@ -84,29 +92,11 @@ func perCommit(msgs int64, before, after *ServerFigures) float64 {
 
 // Check validates the options and fills in defaults.
 func (o *Options) Check() error {
-	if o.URL == "" {
-		o.URL = "ws://127.0.0.1:20461/ws"
-	}
-	u, err := url.Parse(o.URL)
+	urls, err := ParseURLs(o.URL)
 	if err != nil {
-		return fmt.Errorf("-url: %v", err)
+		return err
 	}
-	switch u.Scheme {
-	case "http":
-		u.Scheme = "ws"
-	case "https":
-		u.Scheme = "wss"
-	case "ws", "wss":
-	default:
-		return fmt.Errorf("-url: scheme %q is not ws or http", u.Scheme)
-	}
-	if u.Path == "" || u.Path == "/" {
-		u.Path = "/ws"
-	}
-	if err := loopbackHost(u.Hostname()); err != nil {
-		return fmt.Errorf("-url: %v", err)
-	}
-	o.URL = u.String()
+	o.URLs, o.URL = urls, strings.Join(urls, ",")
 	for _, ip := range o.Sources {
 		if !ip.IsLoopback() {
 			return fmt.Errorf("-src: %s is not a loopback address", ip)
@@ -125,6 +115,67 @@ func (o *Options) Check() error {
 		o.Logins = 8
 	}
 	return nil
+}
+
+// defaultURL is the address of a server started with the defaults.
+const defaultURL = "ws://127.0.0.1:20461/ws"
+
+// ParseURLs reads -url: one WebSocket address, or a comma-separated list
+// of the nodes of one server, each turned into ws://HOST:PORT/PATH (an
+// http:// address becomes ws://, a missing path /ws) and each on loopback.
+// An empty list is the default address; a node named twice is refused, as
+// the spread over the nodes would be uneven.
+func ParseURLs(list string) ([]string, error) {
+	if strings.TrimSpace(list) == "" {
+		list = defaultURL
+	}
+	var urls []string
+	seen := map[string]bool{}
+	for _, raw := range strings.Split(list, ",") {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			return nil, fmt.Errorf("-url: an empty address in %q", list)
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("-url: %v", err)
+		}
+		switch u.Scheme {
+		case "http":
+			u.Scheme = "ws"
+		case "https":
+			u.Scheme = "wss"
+		case "ws", "wss":
+		default:
+			return nil, fmt.Errorf("-url: %s: scheme %q is not ws or http", raw, u.Scheme)
+		}
+		if u.Path == "" || u.Path == "/" {
+			u.Path = "/ws"
+		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("-url: %s: no query or fragment, please: the tool adds its own", raw)
+		}
+		if err := loopbackHost(u.Hostname()); err != nil {
+			return nil, fmt.Errorf("-url: %v", err)
+		}
+		s := u.String()
+		if seen[s] {
+			return nil, fmt.Errorf("-url: %s is named twice", s)
+		}
+		seen[s] = true
+		urls = append(urls, s)
+	}
+	return urls, nil
+}
+
+// Node is the address connection number slot dials: the nodes in turn, so
+// that any run of consecutive slots is spread evenly over them (and two
+// consecutive slots are on different nodes when there are several).
+func (o *Options) Node(slot int) string {
+	if len(o.URLs) == 0 {
+		return o.URL
+	}
+	return o.URLs[slot%len(o.URLs)]
 }
 
 // loopbackHost accepts a host only if every address it names is loopback:
@@ -358,17 +409,24 @@ func (l Latency) String() string {
 }
 
 // sessions remembers bench users' sids between runs (server URL and
-// nickname -> sid), so that repeated runs resume instead of hashing.
+// nickname -> sid), so that repeated runs resume instead of hashing. Each
+// line names the node the session was used on: a run over several nodes
+// spreads its users the same way each time, so each finds its own.
 type sessions struct {
 	mu    sync.Mutex
 	file  string
-	url   string
-	sids  map[string]string
+	urls  map[string]bool
+	sids  map[sessionKey]string
 	dirty bool
 }
 
-func loadSessions(file, serverURL string) *sessions {
-	s := &sessions{file: file, url: serverURL, sids: map[string]string{}}
+type sessionKey struct{ url, nick string }
+
+func loadSessions(file string, serverURLs []string) *sessions {
+	s := &sessions{file: file, urls: map[string]bool{}, sids: map[sessionKey]string{}}
+	for _, u := range serverURLs {
+		s.urls[u] = true
+	}
 	if file == "" {
 		return s
 	}
@@ -380,24 +438,25 @@ func loadSessions(file, serverURL string) *sessions {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) == 3 && fields[0] == serverURL {
-			s.sids[fields[1]] = fields[2]
+		if len(fields) == 3 && s.urls[fields[0]] {
+			s.sids[sessionKey{fields[0], fields[1]}] = fields[2]
 		}
 	}
 	return s
 }
 
-func (s *sessions) get(nick string) string {
+func (s *sessions) get(serverURL, nick string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sids[nick]
+	return s.sids[sessionKey{serverURL, nick}]
 }
 
-func (s *sessions) put(nick, sid string) {
+func (s *sessions) put(serverURL, nick, sid string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sids[nick] != sid {
-		s.sids[nick], s.dirty = sid, true
+	k := sessionKey{serverURL, nick}
+	if s.sids[k] != sid {
+		s.sids[k], s.dirty = sid, true
 	}
 }
 
@@ -412,13 +471,13 @@ func (s *sessions) save() error {
 	var keep []string
 	if old, err := os.ReadFile(s.file); err == nil {
 		for _, line := range strings.Split(string(old), "\n") {
-			if f := strings.Fields(line); len(f) == 3 && f[0] != s.url {
+			if f := strings.Fields(line); len(f) == 3 && !s.urls[f[0]] {
 				keep = append(keep, line)
 			}
 		}
 	}
-	for nick, sid := range s.sids {
-		keep = append(keep, s.url+" "+nick+" "+sid)
+	for k, sid := range s.sids {
+		keep = append(keep, k.url+" "+k.nick+" "+sid)
 	}
 	if err := os.MkdirAll(filepath.Dir(s.file), 0o700); err != nil {
 		return err
@@ -446,31 +505,122 @@ func (o *Options) withDeadline(ctx context.Context) (context.Context, context.Ca
 // clockTicks is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
 const clockTicks = 100
 
-// ProcessFigures reads a server's CPU time and memory from /proc/PID/stat,
-// for a server with no control socket to ask (the bare stack's probe,
-// FanoutConfig.Plain). Connections, goroutines and commits stay zero.
-func ProcessFigures(pid int) func() (ServerFigures, error) {
+// ProcessFigures reads a server's CPU time and memory from /proc, for a
+// server with no control socket to ask (the bare stack's probe,
+// FanoutConfig.Plain) or one that runs as several processes (the nodes of
+// a cluster, its redis-server and its postgres): the figures are summed
+// over every process given and every process below it (a postgres
+// server's backends), and Processes says how many that was. A process's
+// CPU time counts the children it has reaped, so a backend that ends
+// between two readings takes none of its time with it. RSS sums each
+// process's resident pages, so memory two processes share (PostgreSQL's
+// shared buffers) counts once for each. Connections, goroutines and
+// commits stay zero.
+func ProcessFigures(pids ...int) func() (ServerFigures, error) {
 	return func() (ServerFigures, error) {
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return ServerFigures{}, err
+		roots := map[int]procStat{}
+		for _, pid := range pids {
+			st, err := readProcStat(pid)
+			if err != nil {
+				return ServerFigures{}, err
+			}
+			roots[pid] = st
 		}
-		// The command name, in parentheses, may hold spaces: count the
-		// fields after its closing parenthesis (the state is field 3).
-		end := bytes.LastIndexByte(raw, ')')
-		if end < 0 {
-			return ServerFigures{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		all := map[int]procStat{}
+		children := map[int][]int{}
+		if entries, err := os.ReadDir("/proc"); err == nil {
+			for _, e := range entries {
+				pid, err := strconv.Atoi(e.Name())
+				if err != nil {
+					continue
+				}
+				if st, err := readProcStat(pid); err == nil { // it may have ended since
+					all[pid] = st
+					children[st.ppid] = append(children[st.ppid], pid)
+				}
+			}
 		}
-		fields := strings.Fields(string(raw[end+1:]))
-		if len(fields) < 22 {
-			return ServerFigures{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		for pid, st := range roots {
+			all[pid] = st
 		}
-		utime, err1 := strconv.ParseUint(fields[11], 10, 64)
-		stime, err2 := strconv.ParseUint(fields[12], 10, 64)
-		rss, err3 := strconv.ParseUint(fields[21], 10, 64)
-		if err := errors.Join(err1, err2, err3); err != nil {
-			return ServerFigures{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		var f ServerFigures
+		counted := map[int]bool{}
+		var walk func(pid int)
+		walk = func(pid int) {
+			if counted[pid] {
+				return
+			}
+			counted[pid] = true
+			st := all[pid]
+			f.CPUSeconds += float64(st.cpuTicks) / clockTicks
+			f.RSSBytes += st.rssPages * uint64(os.Getpagesize())
+			f.Processes++
+			for _, c := range children[pid] {
+				walk(c)
+			}
 		}
-		return ServerFigures{CPUSeconds: float64(utime+stime) / clockTicks, RSSBytes: rss * uint64(os.Getpagesize())}, nil
+		for _, pid := range pids {
+			walk(pid)
+		}
+		return f, nil
 	}
+}
+
+// procStat is what ProcessFigures reads of one process.
+type procStat struct {
+	ppid     int
+	cpuTicks uint64 // user and system, its own and its reaped children's
+	rssPages uint64
+}
+
+func readProcStat(pid int) (procStat, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	// The command name, in parentheses, may hold spaces: count the fields
+	// after its closing parenthesis (the state is field 3).
+	end := bytes.LastIndexByte(raw, ')')
+	if end < 0 {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	fields := strings.Fields(string(raw[end+1:]))
+	if len(fields) < 22 {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	var v [5]uint64
+	var errs []error
+	for i, field := range []int{11, 12, 13, 14, 21} { // utime, stime, cutime, cstime, rss
+		var err error
+		v[i], err = strconv.ParseUint(fields[field], 10, 64)
+		errs = append(errs, err)
+	}
+	ppid, err := strconv.Atoi(fields[1])
+	if err := errors.Join(append(errs, err)...); err != nil {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return procStat{ppid: ppid, cpuTicks: v[0] + v[1] + v[2] + v[3], rssPages: v[4]}, nil
+}
+
+// ParsePIDs reads -pid: a comma-separated list of process ids, each
+// positive and named once.
+func ParsePIDs(list string) ([]int, error) {
+	var pids []int
+	seen := map[int]bool{}
+	for _, part := range strings.Split(list, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		pid, err := strconv.Atoi(part)
+		if err != nil || pid <= 0 {
+			return nil, fmt.Errorf("-pid: %q is not a process id", part)
+		}
+		if seen[pid] {
+			return nil, fmt.Errorf("-pid: %d is named twice", pid)
+		}
+		seen[pid] = true
+		pids = append(pids, pid)
+	}
+	return pids, nil
 }

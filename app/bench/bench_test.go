@@ -3,10 +3,13 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +184,106 @@ func TestDiskProbe(t *testing.T) {
 	}
 	if _, err := Disk(context.Background(), Options{Timeout: time.Minute}, DiskConfig{Dir: dir, N: 0, Rate: 1, Size: 1}); err == nil {
 		t.Error("-n 0 was accepted")
+	}
+}
+
+func TestParseURLs(t *testing.T) {
+	got, err := ParseURLs(" http://127.0.0.1:20461, ws://localhost:20462/ws ,ws://127.0.0.1:20463/chat")
+	want := []string{"ws://127.0.0.1:20461/ws", "ws://localhost:20462/ws", "ws://127.0.0.1:20463/chat"}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("ParseURLs = %q, %v; want %q", got, err, want)
+	}
+	if got, err := ParseURLs(""); err != nil || !slices.Equal(got, []string{defaultURL}) {
+		t.Fatalf("ParseURLs(\"\") = %q, %v", got, err)
+	}
+	for _, bad := range []string{"ws://127.0.0.1:1/ws,", "ws://127.0.0.1:1/ws,,ws://127.0.0.1:2/ws", "ws://127.0.0.1:1,http://127.0.0.1:1/ws",
+		"ws://127.0.0.1:1/ws,ws://192.0.2.1:2/ws", "ws://127.0.0.1:1/ws?sid=x", "ftp://127.0.0.1/"} {
+		if _, err := ParseURLs(bad); err == nil {
+			t.Errorf("ParseURLs(%q) accepted", bad)
+		}
+	}
+}
+
+func TestNodeTakesTheURLsInTurn(t *testing.T) {
+	o := Options{URL: "ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws,ws://127.0.0.1:3/ws"}
+	if err := o.Check(); err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for slot := range 300 {
+		count[o.Node(slot)]++
+		// The two parties of a pair (slots 2p and 2p+1) are on different nodes.
+		if slot%2 == 1 && o.Node(slot) == o.Node(slot-1) {
+			t.Fatalf("slots %d and %d share %s", slot-1, slot, o.Node(slot))
+		}
+	}
+	if len(count) != 3 || count["ws://127.0.0.1:1/ws"] != 100 || count["ws://127.0.0.1:3/ws"] != 100 {
+		t.Fatalf("300 slots over 3 nodes: %v", count)
+	}
+	if err := o.Check(); err != nil || len(o.URLs) != 3 {
+		t.Fatalf("a second Check: %v, %q", err, o.URLs)
+	}
+	one := Options{URL: "http://127.0.0.1:20461"}
+	if err := one.Check(); err != nil || one.Node(7) != "ws://127.0.0.1:20461/ws" || one.URL != "ws://127.0.0.1:20461/ws" {
+		t.Fatalf("one URL: %v, %s, %s", err, one.Node(7), one.URL)
+	}
+}
+
+func TestParsePIDs(t *testing.T) {
+	if got, err := ParsePIDs(" 12,7 , 3"); err != nil || !slices.Equal(got, []int{12, 7, 3}) {
+		t.Fatalf("ParsePIDs = %v, %v", got, err)
+	}
+	if got, err := ParsePIDs(""); err != nil || len(got) != 0 {
+		t.Fatalf("ParsePIDs(\"\") = %v, %v", got, err)
+	}
+	for _, bad := range []string{"x", "0", "-3", "5,5", "1,2x"} {
+		if _, err := ParsePIDs(bad); err == nil {
+			t.Errorf("ParsePIDs(%q) accepted", bad)
+		}
+	}
+}
+
+// Several processes' figures are their sums, each with its children.
+func TestProcessFiguresSumsProcessesAndTheirChildren(t *testing.T) {
+	child := exec.Command("sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Skip("no sleep:", err)
+	}
+	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+	self, err := ProcessFigures(os.Getpid())()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.Processes != 2 || self.RSSBytes == 0 || self.CPUSeconds < 0 {
+		t.Fatalf("this process and its child: %+v", self)
+	}
+	alone, err := ProcessFigures(child.Process.Pid)()
+	if err != nil || alone.Processes != 1 || alone.RSSBytes == 0 {
+		t.Fatalf("the child alone: %+v, %v", alone, err)
+	}
+	// Named again below its parent, the child counts once.
+	both, err := ProcessFigures(os.Getpid(), child.Process.Pid)()
+	if err != nil || both.Processes != 2 || both.RSSBytes < self.RSSBytes {
+		t.Fatalf("parent and child named: %+v, %v", both, err)
+	}
+}
+
+func TestFlagsWantPIDsForSeveralNodes(t *testing.T) {
+	f := newFlags("conns", io.Discard)
+	_, err := f.parse([]string{"-url", "ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws"})
+	if err == nil || !strings.Contains(err.Error(), "-pid") {
+		t.Fatalf("two nodes without -pid: %v; want an error asking for -pid", err)
+	}
+	f = newFlags("conns", io.Discard)
+	o, err := f.parse([]string{"-url", "ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws", "-pid", strconv.Itoa(os.Getpid())})
+	if err != nil || len(o.URLs) != 2 || o.Server == nil {
+		t.Fatalf("two nodes with -pid: %+v, %v", o, err)
+	}
+	if fig, err := o.Server(); err != nil || fig.Processes != 1 {
+		t.Fatalf("figures of -pid: %+v, %v", fig, err)
+	}
+	f = newFlags("conns", io.Discard)
+	if _, err := f.parse([]string{"-pid", "1,x"}); err == nil {
+		t.Fatal("-pid 1,x accepted")
 	}
 }

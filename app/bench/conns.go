@@ -51,7 +51,7 @@ func Conns(ctx context.Context, o Options, cfg ConnsConfig) (ConnsResult, error)
 	}
 	start := time.Now()
 	nick := func(i int) string { return fmt.Sprintf("%s-c%d", o.Prefix, i) }
-	clients, _, failed, err := k.tryConnectMany(ctx, cfg.N, nick, func(int) connectOpts { return connectOpts{} }, limit, true)
+	clients, _, failed, err := k.tryConnectMany(ctx, cfg.N, 0, nick, func(int) connectOpts { return connectOpts{} }, limit, true)
 	defer closeAll(clients)
 	res.RampS = time.Since(start).Seconds()
 	res.Errors, res.Logins, res.Resumed = failed, k.logins.Load(), k.resume.Load()

@@ -126,6 +126,9 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 	if cfg.Readers <= 0 || cfg.Pubs <= 0 || cfg.Msgs <= 0 {
 		return res, fmt.Errorf("-n, -pubs and -msgs must be positive")
 	}
+	if cfg.Plain && len(o.URLs) > 1 {
+		return res, fmt.Errorf("-plain drives one broadcast server: a plain relay's nodes do not pass messages to each other, give one -url")
+	}
 	if cfg.Group && cfg.Plain {
 		return res, fmt.Errorf("-group needs the chat: a plain broadcast server has no groups")
 	}
@@ -231,13 +234,13 @@ func Fanout(ctx context.Context, o Options, cfg FanoutConfig) (FanoutResult, err
 	} else {
 		k := newConnector(&o)
 		var rusers, susers []user
-		rclients, rusers, err = k.connectMany(ctx, cfg.Readers, func(i int) string { return fmt.Sprintf("%s-r%d", o.Prefix, i) },
+		rclients, rusers, err = k.connectMany(ctx, cfg.Readers, 0, func(i int) string { return fmt.Sprintf("%s-r%d", o.Prefix, i) },
 			func(i int) connectOpts { return connectOpts{onPush: onPush(readers[i])} })
 		if err != nil {
 			return res, err
 		}
 		defer closeAll(rclients)
-		sclients, susers, err = k.connectMany(ctx, cfg.Pubs, func(i int) string { return fmt.Sprintf("%s-s%d", o.Prefix, i) },
+		sclients, susers, err = k.connectMany(ctx, cfg.Pubs, cfg.Readers, func(i int) string { return fmt.Sprintf("%s-s%d", o.Prefix, i) },
 			func(int) connectOpts { return connectOpts{} })
 		if err != nil {
 			return res, err

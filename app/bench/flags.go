@@ -61,7 +61,7 @@ type flags struct {
 	label    string
 	profile  string
 	cores    int
-	pid      int
+	pids     string
 
 	storePath string // the server's database file, from its configuration
 }
@@ -69,7 +69,8 @@ type flags struct {
 func newFlags(name string, out io.Writer) *flags {
 	f := &flags{fs: flag.NewFlagSet("dce bench "+name, flag.ContinueOnError)}
 	f.fs.SetOutput(out)
-	f.fs.StringVar(&f.url, "url", "ws://127.0.0.1:20461/ws", "the server's WebSocket address (loopback only)")
+	f.fs.StringVar(&f.url, "url", defaultURL, "the server's WebSocket address (loopback only); a comma-separated list for its nodes, "+
+		"which connections are spread over in turn (then give -pid)")
 	f.fs.StringVar(&f.src, "src", "", "local addresses to spread connections over, e.g. 127.0.0.2-127.0.0.9")
 	f.fs.BoolVar(&f.json, "json", false, "print one JSON summary line")
 	f.fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "hard bound on the whole run")
@@ -85,7 +86,8 @@ func newFlags(name string, out io.Writer) *flags {
 	// machine less and leaves the server the other core (README,
 	// Performance).
 	f.fs.IntVar(&f.cores, "cores", 1, "CPU cores (GOMAXPROCS) the load tool itself uses; 0: all")
-	f.fs.IntVar(&f.pid, "pid", 0, "read the server's CPU and memory from /proc/PID instead of its control socket (a server without one)")
+	f.fs.StringVar(&f.pids, "pid", "", "read the server's CPU and memory from /proc/PID instead of its control socket (a server without one); "+
+		"a comma-separated list is summed, with each process's children (every node, redis-server, postgres)")
 	return f
 }
 
@@ -122,10 +124,21 @@ func (f *flags) parse(args []string) (Options, error) {
 			err = json.Unmarshal(raw, &st)
 			return st, err
 		}}
-	if f.pid > 0 {
-		o.Server = ProcessFigures(f.pid)
+	pids, err := ParsePIDs(f.pids)
+	if err != nil {
+		return Options{}, err
 	}
-	return o, o.Check()
+	if len(pids) > 0 {
+		o.Server = ProcessFigures(pids...)
+	}
+	if err := o.Check(); err != nil {
+		return Options{}, err
+	}
+	if len(o.URLs) > 1 && len(pids) == 0 {
+		return Options{}, fmt.Errorf("-url names %d nodes, and no one control socket speaks for them all: give their process ids "+
+			"with -pid PID,PID,... (and redis-server's and postgres's, to count the whole server's CPU and memory)", len(o.URLs))
+	}
+	return o, nil
 }
 
 // runBench runs a workload until it ends or the user interrupts it, then

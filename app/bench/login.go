@@ -63,7 +63,7 @@ func Login(ctx context.Context, o Options, cfg LoginConfig) (LoginResult, error)
 				if i >= cfg.N {
 					return
 				}
-				c, err := dial(ctx, o.URL+"?presence=0", o.source(i), nil)
+				c, err := dial(ctx, o.Node(i)+"?presence=0", o.source(i), nil)
 				if err != nil {
 					fail(err)
 					continue

@@ -42,7 +42,8 @@ type PairsResult struct {
 
 // Pairs has K pairs of users send each other private messages for a time,
 // each keeping Window sends in flight, then checks that every acked message
-// is in the store.
+// is in the store. The two parties of a pair are consecutive connections,
+// so over several nodes they are on different ones (Options.Node).
 func Pairs(ctx context.Context, o Options, cfg PairsConfig) (PairsResult, error) {
 	res := PairsResult{Workload: "pairs", Pairs: cfg.Pairs}
 	if err := o.Check(); err != nil {
@@ -68,7 +69,7 @@ func Pairs(ctx context.Context, o Options, cfg PairsConfig) (PairsResult, error)
 	}
 	k := newConnector(&o)
 	n := 2 * cfg.Pairs
-	clients, users, err := k.connectMany(ctx, n, func(i int) string { return fmt.Sprintf("%s-p%d", o.Prefix, i) },
+	clients, users, err := k.connectMany(ctx, n, 0, func(i int) string { return fmt.Sprintf("%s-p%d", o.Prefix, i) },
 		func(int) connectOpts { return connectOpts{onPush: onPush} })
 	if err != nil {
 		return res, err
@@ -190,7 +191,9 @@ func Pairs(ctx context.Context, o Options, cfg PairsConfig) (PairsResult, error)
 
 // verifyPairs pages each pair's conversation with im/load, newest first
 // from just above its largest acked id down past its smallest, and counts
-// acked ids it does not find.
+// acked ids it does not find. Pairs take turns at which party asks, so
+// that over several nodes every node is asked about the messages the
+// others stored.
 func verifyPairs(ctx context.Context, clients []*client, users []user, ackedIDs [][]int64) (int, error) {
 	var missing atomic.Int64
 	var firstErr error
@@ -217,8 +220,9 @@ func verifyPairs(ctx context.Context, clients []*client, users []user, ackedIDs 
 			defer func() { <-sem }()
 			before := highest + 1
 			for len(want) > 0 && ctx.Err() == nil {
-				body, _ := json.Marshal(map[string]any{"with": fmt.Sprintf("user:%d", users[p+1].id), "before": before, "limit": 100})
-				reply, err := clients[p].call("im/load", body, 30*time.Second)
+				asker := p + (p/2)%2
+				body, _ := json.Marshal(map[string]any{"with": fmt.Sprintf("user:%d", users[asker^1].id), "before": before, "limit": 100})
+				reply, err := clients[asker].call("im/load", body, 30*time.Second)
 				if err != nil {
 					mu.Lock()
 					firstErr = err

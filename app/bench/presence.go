@@ -23,16 +23,23 @@ type PresenceConfig struct {
 
 // PresenceResult is what `dce bench presence` measured.
 type PresenceResult struct {
-	Workload         string  `json:"workload"`
-	Watchers         int     `json:"watchers"`
-	Joined           int     `json:"joined"`
-	WatchAll         bool    `json:"watch_all"`
-	RampS            float64 `json:"ramp_s"`
-	PresenceFrames   int64   `json:"presence_frames"`
-	PresenceBytes    int64   `json:"presence_bytes"`
-	BytesPerJoiner   float64 `json:"bytes_per_joiner"`
-	WatchersExact    int     `json:"watchers_exact"` // watchers whose list equals the server's at the end
-	JoinersMissing   int     `json:"joiners_missing"`
+	Workload       string  `json:"workload"`
+	Watchers       int     `json:"watchers"`
+	Joined         int     `json:"joined"`
+	WatchAll       bool    `json:"watch_all"`
+	RampS          float64 `json:"ramp_s"`
+	PresenceFrames int64   `json:"presence_frames"`
+	PresenceBytes  int64   `json:"presence_bytes"`
+	BytesPerJoiner float64 `json:"bytes_per_joiner"`
+	WatchersExact  int     `json:"watchers_exact"`  // watchers whose list, kept from events, ends equal to who is online
+	JoinersMissing int     `json:"joiners_missing"` // joiners not on the first watcher's final im/users
+	// ListsExact counts watchers whose own final im/users, asked on the
+	// node they are connected to, is exactly the users the tool holds
+	// online (each with its one place); ListMismatches counts the others,
+	// by node (the -url list's order).
+	ListsExact       int     `json:"lists_exact"`
+	ListMismatches   []int   `json:"list_mismatches_by_node"`
+	Nodes            int     `json:"nodes"`
 	ServerCPUS       float64 `json:"server_cpu_s,omitempty"`
 	ServerRSSGrowthB int64   `json:"server_rss_growth_bytes,omitempty"`
 }
@@ -104,7 +111,7 @@ func Presence(ctx context.Context, o Options, cfg PresenceConfig) (PresenceResul
 		watchers[i] = &watcher{online: map[int64]int{}}
 	}
 	k := newConnector(&o)
-	wclients, _, err := k.connectMany(ctx, cfg.Watchers, func(i int) string { return fmt.Sprintf("%s-w%d", o.Prefix, i) },
+	wclients, wusers, err := k.connectMany(ctx, cfg.Watchers, 0, func(i int) string { return fmt.Sprintf("%s-w%d", o.Prefix, i) },
 		func(i int) connectOpts { return connectOpts{watch: true, onPush: counting(watchers[i])} })
 	if err != nil {
 		return res, err
@@ -137,7 +144,7 @@ func Presence(ctx context.Context, o Options, cfg PresenceConfig) (PresenceResul
 		limit = rate.NewLimiter(rate.Limit(float64(cfg.N)/cfg.Within.Seconds()), 1)
 	}
 	start := time.Now()
-	jclients, jusers, failed, err := k.tryConnectMany(ctx, cfg.N, func(i int) string { return fmt.Sprintf("%s-c%d", o.Prefix, i) },
+	jclients, jusers, failed, err := k.tryConnectMany(ctx, cfg.N, cfg.Watchers, func(i int) string { return fmt.Sprintf("%s-c%d", o.Prefix, i) },
 		func(int) connectOpts { return connectOpts{watch: cfg.WatchAll, onPush: counting(nil)} }, limit, false)
 	defer closeAll(jclients)
 	if failed > 0 {
@@ -154,26 +161,56 @@ func Presence(ctx context.Context, o Options, cfg PresenceConfig) (PresenceResul
 		res.ServerRSSGrowthB = int64(after.RSSBytes) - int64(before.RSSBytes)
 	}
 
-	// The truth is the server's list now; every watcher must hold it, and
-	// every joiner must be on it.
-	body, err := wclients[0].call("im/users", nil, 30*time.Second)
-	if err != nil {
-		return res, err
-	}
-	var truth onlineList
-	if err := json.Unmarshal(body, &truth); err != nil {
-		return res, err
-	}
+	// Who is online is known: every watcher and every joiner, one place
+	// each. Every watcher must hold that list, both as its events built it
+	// and as its own node answers im/users now.
 	want := map[int64]int{}
-	for _, u := range truth.Users {
-		want[u.ID] = u.Places
+	for _, u := range append(wusers, jusers...) {
+		want[u.id]++
+	}
+	res.Nodes = len(o.URLs)
+	res.ListMismatches = make([]int, len(o.URLs))
+	lists := make([]map[int64]int, len(wclients))
+	var wg sync.WaitGroup
+	var errOnce sync.Once
+	var listErr error
+	sem := make(chan struct{}, 8)
+	for i, c := range wclients {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			body, err := c.call("im/users", nil, 30*time.Second)
+			var l onlineList
+			if err == nil {
+				err = json.Unmarshal(body, &l)
+			}
+			if err != nil {
+				errOnce.Do(func() { listErr = fmt.Errorf("watcher %d's im/users: %w", i, err) })
+				return
+			}
+			lists[i] = map[int64]int{}
+			for _, u := range l.Users {
+				lists[i][u.ID] = u.Places
+			}
+		}()
+	}
+	wg.Wait()
+	if listErr != nil {
+		return res, listErr
 	}
 	for _, u := range jusers {
-		if _, ok := want[u.id]; !ok {
+		if _, ok := lists[0][u.id]; !ok {
 			res.JoinersMissing++
 		}
 	}
-	for _, w := range watchers {
+	for i, w := range watchers {
+		if maps.Equal(lists[i], want) {
+			res.ListsExact++
+		} else {
+			res.ListMismatches[i%len(o.URLs)]++
+		}
 		w.mu.Lock()
 		if maps.Equal(w.online, want) {
 			res.WatchersExact++

@@ -80,7 +80,7 @@ var (
 		"login":        {"logins", "logins_per_s", "rate_limited", "failed", "latency.p50_ms", "latency.p99_ms"},
 		"floor":        {"readers", "delivered", "latency.p50_ms", "latency.p90_ms", "latency.p99_ms"},
 		"disk":         {"n", "rate", "latency.p50_ms", "latency.p90_ms", "latency.p99_ms", "latency.max_ms"},
-		"presence":     {"watchers", "joined", "presence_frames", "presence_bytes", "bytes_per_joiner", "watchers_exact", "joiners_missing"},
+		"presence":     {"watchers", "joined", "presence_frames", "presence_bytes", "bytes_per_joiner", "watchers_exact", "lists_exact", "joiners_missing"},
 	}
 	fanoutFigures = []string{"readers", "acked", "lost", "duplicated", "out_of_order", "deliveries_per_s", "deliveries_per_cpu_s",
 		"latency.p50_ms", "latency.p99_ms", "ack.p99_ms", "server_cpu_s", "tool_cpu_s"}

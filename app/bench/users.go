@@ -33,10 +33,12 @@ type connector struct {
 }
 
 func newConnector(o *Options) *connector {
-	return &connector{o: o, sess: loadSessions(o.SessionFile, o.URL)}
+	return &connector{o: o, sess: loadSessions(o.SessionFile, o.URLs)}
 }
 
-func (k *connector) target(sid string, watch bool) string {
+// target is the address to dial on node for a connection that resumes sid
+// ("": none) and does or does not follow presence.
+func (k *connector) target(node, sid string, watch bool) string {
 	q := url.Values{}
 	if sid != "" {
 		q.Set("sid", sid)
@@ -45,15 +47,17 @@ func (k *connector) target(sid string, watch bool) string {
 		q.Set("presence", "0")
 	}
 	if len(q) == 0 {
-		return k.o.URL
+		return node
 	}
-	return k.o.URL + "?" + q.Encode()
+	return node + "?" + q.Encode()
 }
 
-// connect opens connection number i as nick, logged in.
-func (k *connector) connect(ctx context.Context, i int, nick string, co connectOpts) (*client, user, error) {
-	if sid := k.sess.get(nick); sid != "" {
-		c, err := dial(ctx, k.target(sid, co.watch), k.o.source(i), co.onPush)
+// connect opens connection number slot as nick, logged in, on the slot's
+// node (Options.Node) from the slot's source address.
+func (k *connector) connect(ctx context.Context, slot int, nick string, co connectOpts) (*client, user, error) {
+	node := k.o.Node(slot)
+	if sid := k.sess.get(node, nick); sid != "" {
+		c, err := dial(ctx, k.target(node, sid, co.watch), k.o.source(slot), co.onPush)
 		if err != nil {
 			return nil, user{}, err
 		}
@@ -73,11 +77,11 @@ func (k *connector) connect(ctx context.Context, i int, nick string, co connectO
 		}
 		c.close() // the session is gone: log in again
 	}
-	c, err := dial(ctx, k.target("", co.watch), k.o.source(i), co.onPush)
+	c, err := dial(ctx, k.target(node, "", co.watch), k.o.source(slot), co.onPush)
 	if err != nil {
 		return nil, user{}, err
 	}
-	u, err := k.login(ctx, c, nick)
+	u, err := k.login(ctx, c, node, nick)
 	if err != nil {
 		c.close()
 		return nil, user{}, err
@@ -85,8 +89,9 @@ func (k *connector) connect(ctx context.Context, i int, nick string, co connectO
 	return c, u, nil
 }
 
-// login logs in on c, waiting out rate_limited replies.
-func (k *connector) login(ctx context.Context, c *client, nick string) (user, error) {
+// login logs in on c, a connection to node, waiting out rate_limited
+// replies.
+func (k *connector) login(ctx context.Context, c *client, node, nick string) (user, error) {
 	req, _ := json.Marshal(map[string]string{"nickname": nick, "password": k.o.Password})
 	for {
 		body, err := c.call("im/login", req, 60*time.Second)
@@ -117,16 +122,19 @@ func (k *connector) login(ctx context.Context, c *client, nick string) (user, er
 			return user{}, err
 		}
 		k.logins.Add(1)
-		k.sess.put(nick, r.SID)
+		k.sess.put(node, nick, r.SID)
 		return user{nick: nick, id: r.User.ID, sid: r.SID}, nil
 	}
 }
 
 // connectMany opens n connections (nickname nick(i)) with Options.Logins at
-// a time, calling each's onPush from co(i). The first error stops it and
-// closes what it opened.
-func (k *connector) connectMany(ctx context.Context, n int, nick func(int) string, co func(int) connectOpts) ([]*client, []user, error) {
-	clients, users, failed, err := k.tryConnectMany(ctx, n, nick, co, nil, false)
+// a time, calling each's onPush from co(i). Connection i is slot first+i
+// of the run's spread over the nodes and source addresses: a workload
+// numbers all its connections, of every kind, one after another, so that
+// each kind is spread evenly. The first error stops it and closes what it
+// opened.
+func (k *connector) connectMany(ctx context.Context, n, first int, nick func(int) string, co func(int) connectOpts) ([]*client, []user, error) {
+	clients, users, failed, err := k.tryConnectMany(ctx, n, first, nick, co, nil, false)
 	if failed > 0 {
 		closeAll(clients)
 		return nil, nil, err
@@ -137,7 +145,7 @@ func (k *connector) connectMany(ctx context.Context, n int, nick func(int) strin
 // tryConnectMany is connectMany that, with tolerate, goes on past errors
 // (their clients are nil) and reports how many failed and the first error.
 // limit, when set, paces the connection attempts.
-func (k *connector) tryConnectMany(ctx context.Context, n int, nick func(int) string, co func(int) connectOpts,
+func (k *connector) tryConnectMany(ctx context.Context, n, first int, nick func(int) string, co func(int) connectOpts,
 	limit *rate.Limiter, tolerate bool) ([]*client, []user, int, error) {
 	clients := make([]*client, n)
 	users := make([]user, n)
@@ -168,7 +176,7 @@ func (k *connector) tryConnectMany(ctx context.Context, n int, nick func(int) st
 				if limit != nil && limit.Wait(ctx) != nil {
 					return
 				}
-				c, u, err := k.connect(ctx, i, nick(i), co(i))
+				c, u, err := k.connect(ctx, first+i, nick(i), co(i))
 				if err != nil {
 					failed.Add(1)
 					mu.Lock()
