@@ -34,12 +34,14 @@ func Engine() string {
 	return EngineSQLite
 }
 
-// SQLiteOnly skips a test of what only the embedded engine has (its file,
-// its pragmas) when the suite runs on another engine.
+// SQLiteOnly skips a test of what only the embedded engines have (the
+// SQLite file, its upgrades and pragmas, the search's reader pool, the
+// in-process session cache) when the suite runs on another engine, whose
+// own tests cover the same ground (common/store/postgres, app/cluster).
 func SQLiteOnly(tb testing.TB) {
 	tb.Helper()
 	if Engine() != EngineSQLite {
-		tb.Skipf("a test of the SQLite file; the suite runs on %s", Engine())
+		tb.Skipf("a test of the embedded engines; the suite runs on %s", Engine())
 	}
 }
 

@@ -683,6 +683,7 @@ func checkPHC(t *testing.T, phc string) (m, tm int, salt, key []byte) {
 // A9: what the store holds is argon2id at OWASP's parameters, salted per
 // user.
 func TestA9PasswordStorage(t *testing.T) {
+	servertest.SQLiteOnly(t)
 	s := servertest.Start(t, productionArgon)
 	c := s.DialWS(t, "", nil)
 	const pw = "same password for both"
@@ -743,6 +744,7 @@ func TestA9PassphraseLimits(t *testing.T) {
 // A9: a hash made with weaker parameters is replaced on the next
 // successful login after the configuration raises them, and only then.
 func TestA9ParametersUpgradedOnLogin(t *testing.T) {
+	servertest.SQLiteOnly(t)
 	cfg := servertest.Config(t) // cheap: m=1024, t=1
 	s1 := servertest.StartConfig(t, cfg, boot.Options{})
 	authLogin(t, s1.DialWS(t, "", nil), "upgrader", "password-up")

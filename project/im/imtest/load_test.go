@@ -236,14 +236,21 @@ func TestL1IdleHold(t *testing.T) {
 	}
 	closed := time.Now()
 	g := servertest.Settle(5*time.Second, base.goroutines+10, runtime.NumGoroutine)
-	fds := servertest.Settle(5*time.Second-time.Since(closed), base.fds+5, func() int { return loadFDs(t, s) })
+	// On PostgreSQL and Redis the engines' pools open connections as the
+	// load needs them and keep them (bounded: pgxpool's 16, go-redis's
+	// pool), which are no connection of a client.
+	slack := 5
+	if servertest.Engine() != servertest.EngineSQLite {
+		slack += 16 + 10*runtime.GOMAXPROCS(0)
+	}
+	fds := servertest.Settle(5*time.Second-time.Since(closed), base.fds+slack, func() int { return loadFDs(t, s) })
 	t.Logf("L1: after close: goroutines=%d (baseline %d) fds=%d (baseline %d) in %v", g, base.goroutines, fds, base.fds,
 		time.Since(closed).Round(time.Millisecond))
 	if g > base.goroutines+10 {
 		t.Errorf("goroutines %d five seconds after close, over baseline %d + 10", g, base.goroutines)
 	}
-	if fds > base.fds+5 {
-		t.Errorf("open fds %d after close, over baseline %d + 5", fds, base.fds)
+	if fds > base.fds+slack {
+		t.Errorf("open fds %d after close, over baseline %d + %d", fds, base.fds, slack)
 	}
 }
 

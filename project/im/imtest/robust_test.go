@@ -109,6 +109,7 @@ func TestR3PanicContainment(t *testing.T) {
 // R4: the default session cache holds 50,000 sessions; every one resolves
 // from the cache (no store refill) and freecache evicts nothing.
 func TestR4SessionCacheCapacity(t *testing.T) {
+	servertest.SQLiteOnly(t)
 	if raceEnabled {
 		t.Skip("50,000 SQLite writes take about 50 s under the race detector; app/session's TestDefaultCacheHolds50000Sessions checks the same figure there")
 	}

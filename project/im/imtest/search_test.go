@@ -313,6 +313,7 @@ func TestSearchRateLimitedPerUser(t *testing.T) {
 // runs two at a time), an unrelated im/load of the lobby stays about as
 // fast as when the server is idle: it always finds a reader connection.
 func TestSearchWorstCaseSparesLoad(t *testing.T) {
+	servertest.SQLiteOnly(t)
 	cfg := servertest.Config(t)
 	cfg.Limits.MessagesPerSecond, cfg.Limits.MessageBurst = 100000, 100000
 	s := servertest.StartConfig(t, cfg, boot.Options{})

@@ -13,6 +13,7 @@ import (
 // session past its lifetime is removed from the database file, not only
 // refused.
 func TestExpiredSessionsLeaveTheStore(t *testing.T) {
+	servertest.SQLiteOnly(t)
 	s := servertest.Start(t, func(c *config.Config) {
 		c.Session.Lifetime = config.Duration{Duration: time.Second}
 		c.Session.SweepInterval = config.Duration{Duration: 200 * time.Millisecond}

@@ -115,6 +115,7 @@ func TestMakeReleaseFixture(t *testing.T) {
 // accounts (their passwords too), sessions, history in both directions,
 // read marks, sync positions, and that writing goes on from there.
 func TestUpgradeFromRelease(t *testing.T) {
+	servertest.SQLiteOnly(t)
 	fixtures, err := filepath.Glob(filepath.Join("testdata", "release-*.json"))
 	if err != nil || len(fixtures) == 0 {
 		t.Fatalf("no release fixtures under testdata (%v)", err)
