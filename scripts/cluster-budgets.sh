@@ -66,7 +66,7 @@ stop_nodes() {
 services_up=
 cleanup() {
 	stop_nodes
-	[[ -z $services_up ]] || DCE_TEST_PG_PORT=$PG_PORT DCE_TEST_REDIS_PORT=$REDIS_PORT scripts/services.sh stop "$SERVICES" || true
+	[[ -z $services_up ]] || SERVICES_PG_PORT=$PG_PORT SERVICES_REDIS_PORT=$REDIS_PORT scripts/services.sh stop "$SERVICES" || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -160,8 +160,8 @@ top_statements() {
 }
 
 if want_config pg1 || want_config pg3; then
-	DCE_TEST_PG_PORT=$PG_PORT DCE_TEST_REDIS_PORT=$REDIS_PORT scripts/services.sh stop "$SERVICES" >/dev/null 2>&1 || true
-	eval "$(DCE_TEST_PG_PORT=$PG_PORT DCE_TEST_REDIS_PORT=$REDIS_PORT scripts/services.sh start "$SERVICES")"
+	SERVICES_PG_PORT=$PG_PORT SERVICES_REDIS_PORT=$REDIS_PORT scripts/services.sh stop "$SERVICES" >/dev/null 2>&1 || true
+	eval "$(SERVICES_PG_PORT=$PG_PORT SERVICES_REDIS_PORT=$REDIS_PORT scripts/services.sh start "$SERVICES")"
 	services_up=1
 fi
 
