@@ -223,3 +223,37 @@ func TestRedisRestart(t *testing.T) {
 	}
 	_ = cluster.Options{}
 }
+
+// TestLimitsLeasedNeverPassTheBucket: with a burst large enough for
+// leases, tokens spent over two nodes never add up to more than the one
+// bucket holds, and a lease unspent on the other node costs at most its
+// size.
+func TestLimitsLeasedNeverPassTheBucket(t *testing.T) {
+	o := nodeOpts{url: redisURL(t), prefix: uniquePrefix(t)}
+	a, b := startNode(t, "a", o), startNode(t, "b", o)
+	la, lb := a.cl.Limiter(), b.cl.Limiter()
+	ctx := context.Background()
+	const burst, lease = 80, 10 // a rate of 1/s: at most one token more during the test
+	start := time.Now()
+	allowed := 0
+	for i := range 200 {
+		l := la
+		if i%3 == 2 {
+			l = lb
+		}
+		_, ok, err := l.Allow(ctx, "sends:7", 1, burst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			allowed++
+		}
+	}
+	refill := int(time.Since(start)/time.Second) + 1
+	if allowed > burst+refill {
+		t.Fatalf("%d tokens spent over two nodes from a bucket of %d (+%d refilled)", allowed, burst, refill)
+	}
+	if allowed < burst-2*(lease-1) {
+		t.Fatalf("only %d tokens of a bucket of %d spent: more lost to leases than two leases' worth", allowed, burst)
+	}
+}

@@ -46,6 +46,18 @@ const (
 		ON CONFLICT (sender, cid) WHERE cid IS NOT NULL DO NOTHING
 		RETURNING id`
 
+	// insertMessageSQL for a batch, from arrays, in seq order (so ids grow
+	// with seqs); RETURNING says which rows went in.
+	insertMessagesSQL = `INSERT INTO messages (seq, conv_key, sender, to_addr, to_user, kind, text, fold, file_id, cid, ts)
+		SELECT r.seq, r.conv_key, r.sender, r.to_addr, r.to_user, r.kind, r.text, r.fold,
+			NULLIF(r.file_id, ''), NULLIF(r.cid, ''), r.ts
+		FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[],
+			$9::text[], $10::text[], $11::bigint[]) AS r (seq, conv_key, sender, to_addr, to_user, kind, text, fold, file_id, cid, ts)
+		WHERE EXISTS (SELECT 1 FROM users WHERE id = r.sender)
+		ORDER BY r.seq
+		ON CONFLICT (sender, cid) WHERE cid IS NOT NULL DO NOTHING
+		RETURNING id, seq`
+
 	messageByCIDSQL = `SELECT id, seq, conv_key, to_addr, to_user, kind, text, ts, edited, deleted
 		FROM messages WHERE sender = $1 AND cid = $2`
 
@@ -132,14 +144,19 @@ func (a *appending) apply(t *txn) error {
 	return err
 }
 
-// appendRun stores the live appends of run in one pipelined round trip:
-// each takes its seq in turn and is inserted. An append that stores
-// nothing (a duplicate cid, an unknown sender) would leave its seq a gap
-// among the others', so appendRun then fails, and the batch runs again one
-// write at a time (writer.go), where such an append gives its seq back.
+// appendRun stores the live appends of run with one statement: each takes
+// its seq in turn and all rows go in from arrays (one parse, one plan, one
+// round trip for the batch). An append that stores nothing (a duplicate
+// cid, an unknown sender) would leave its seq a gap among the others', so
+// appendRun then fails, and the batch runs again one write at a time
+// (writer.go), where such an append gives its seq back.
 func (t *txn) appendRun(run []*writeRequest) error {
-	var queue pgx.Batch
-	var live []*appending
+	var (
+		live                           []*appending
+		seqs, senders, toUsers, tss    []int64
+		keys, tos, kinds, texts, folds []string
+		files, cids                    []string
+	)
 	for _, request := range run {
 		if request.err != nil {
 			continue
@@ -155,28 +172,40 @@ func (t *txn) appendRun(run []*writeRequest) error {
 			Seq: seq, Key: m.Key, Conv: string(m.Key), From: model.User{ID: m.Sender},
 			To: m.To, ToUser: m.ToUser, Kind: m.Kind, Text: m.Text, CID: m.CID, TS: m.TS,
 		}
-		queue.Queue(insertMessageSQL, seq, string(m.Key), m.Sender, m.To, m.ToUser, m.Kind, m.Text, a.fold,
-			m.FileID, m.CID, m.TS)
 		live = append(live, a)
+		seqs, senders, toUsers, tss = append(seqs, seq), append(senders, m.Sender), append(toUsers, m.ToUser), append(tss, m.TS)
+		keys, tos, kinds = append(keys, string(m.Key)), append(tos, m.To), append(kinds, m.Kind)
+		texts, folds, files, cids = append(texts, m.Text), append(folds, a.fold), append(files, m.FileID), append(cids, m.CID)
 	}
 	if len(live) == 0 {
 		return nil
 	}
-	results := t.tx.SendBatch(t.ctx, &queue)
-	for _, a := range live {
-		if err := results.QueryRow().Scan(&a.stored.ID); err != nil {
-			results.Close()
-			if errors.Is(err, pgx.ErrNoRows) {
-				return errBatchRetry
-			}
-			return err
-		}
-		t.logChange(a.stored.Seq, store.ChangeMessage, a.stored.ID, nil)
-	}
-	if err := results.Close(); err != nil {
+	rows, err := t.tx.Query(t.ctx, insertMessagesSQL, seqs, keys, senders, tos, toUsers, kinds, texts, folds, files, cids, tss)
+	if err != nil {
 		return err
 	}
+	first := live[0].stored.Seq
+	stored := 0
+	for rows.Next() {
+		var id, seq int64
+		if err := rows.Scan(&id, &seq); err != nil {
+			rows.Close()
+			return err
+		}
+		if i := seq - first; i >= 0 && i < int64(len(live)) {
+			live[i].stored.ID = id
+			stored++
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if stored < len(live) {
+		return errBatchRetry
+	}
 	for _, a := range live {
+		t.logChange(a.stored.Seq, store.ChangeMessage, a.stored.ID, nil)
 		if a.m.ToUser != 0 {
 			if err := t.noteDirect(a.m.Sender, a.m.ToUser, string(a.m.Key)); err != nil {
 				return err
