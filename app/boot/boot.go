@@ -196,7 +196,7 @@ func (s *Server) wire() {
 		cl.HubOptions(&hopts) // presence and connection slots summed over the nodes
 		s.Hub = hub.New(hopts)
 		s.Sessions = session.NewTiered(s.Store, cl.SessionTier(), cfg.Session.Lifetime.Duration, nil)
-		deps.Bus, deps.Hub, deps.Limiter = cl.Bus(), cl.Hub(), cl.Limiter()
+		deps.Bus, deps.Hub, deps.Limiter, deps.Peers = cl.Bus(), cl.Hub(), cl.Limiter(), cl.Hub()
 		deps.Stored = bus.Local{Hub: s.Hub} // every node pushes the store's changes itself
 	} else {
 		s.Hub = hub.New(hopts)
@@ -207,7 +207,7 @@ func (s *Server) wire() {
 	chat = service.New(deps, cfg)
 	s.Chat = chat
 	if s.cluster != nil {
-		s.cluster.Start(s.Hub, chat.PresenceChanged)
+		s.cluster.Start(s.Hub, cluster.Events{Presence: chat.PresenceChanged, AccountChanged: chat.AccountChanged})
 	}
 	s.Router = node.NewRouter(append(NodeTable(chat, s), s.opts.ExtraNodes...), node.RouterOptions{IsAdmin: chat.IsAdmin, Log: s.Log,
 		MaxFrame: cfg.Limits.MaxFrameBytes})

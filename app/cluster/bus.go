@@ -24,7 +24,7 @@ const busQueue = 8192
 // which deliver it to theirs. One goroutine publishes, in order, so the
 // pushes of one node reach each other node in the order they were made.
 // Presence frames stay on this node: every node folds the summed presence
-// itself (Start's onPresence) and pushes it to its own watchers.
+// itself (Events.Presence) and pushes it to its own watchers.
 type Bus struct {
 	c       *Cluster
 	q       chan []byte
@@ -140,7 +140,8 @@ func (b *Bus) publishLoop() {
 	}
 }
 
-// request is a session end ('E') or a kick ('K') for the other nodes.
+// request is a session end ('E'), a kick ('K') or an account change ('U')
+// for the other nodes.
 type request struct {
 	Kind   string         `json:"k"`
 	Node   string         `json:"n"`
@@ -191,6 +192,10 @@ func (b *Bus) received(payload string) {
 			n = endSession(c.hub, r.User, r.SID)
 		case "K":
 			n = c.hub.Kick(r.User, r.Frame, r.Code, r.Reason)
+		case "U":
+			if f := c.events.AccountChanged; f != nil {
+				f(r.User)
+			}
 		}
 		b.publish([]byte("A" + c.opts.Node + "|" + r.ID + "|" + strconv.Itoa(n)))
 	}
@@ -306,6 +311,10 @@ func (h *Hub) Kick(user int64, frame []byte, code node.CloseCode, reason string)
 	m, _ := h.c.bus.ask(request{Kind: "K", User: user, Code: code, Reason: reason, Frame: bytes.Clone(frame)})
 	return n + m
 }
+
+// AccountChanged tells every other live node that user's account changed,
+// so that none goes on with a cached copy, and waits as EndSession does.
+func (h *Hub) AccountChanged(user int64) { h.c.bus.ask(request{Kind: "U", User: user}) }
 
 // Stats is this node's counters, with Online counted over every node.
 func (h *Hub) Stats() hub.Stats {

@@ -64,8 +64,8 @@ type Cluster struct {
 	log  *slog.Logger
 	keys keys
 
-	hub        *hub.Hub
-	onPresence func(user int64, online bool, places int)
+	hub    *hub.Hub
+	events Events
 
 	pres  *presence
 	bus   *Bus
@@ -164,16 +164,26 @@ func (c *Cluster) HubOptions(o *hub.Options) {
 	o.Slots = c.slots
 }
 
+// Events are what the node is told of every node's changes.
+type Events struct {
+	// Presence is told every change of a user's places summed over the
+	// live nodes, in order, folded as the hub folds one node's (no report
+	// during a grace, none for a return to the places last reported):
+	// the chat's PresenceChanged.
+	Presence func(user int64, online bool, places int)
+	// AccountChanged is told that another node changed user's account
+	// (a ban, a mute, a profile), before that node's change returns: the
+	// chat drops its cached copy.
+	AccountChanged func(user int64)
+}
+
 // Start sets the node going with its hub (made with HubOptions):
-// heartbeat, presence mirror, subscriptions. onPresence is told every
-// change of a user's places summed over the live nodes, in order, folded
-// as the hub folds one node's (no report during a grace, none for a
-// return to the places last reported): the chat's PresenceChanged.
-func (c *Cluster) Start(h *hub.Hub, onPresence func(user int64, online bool, places int)) {
+// heartbeat, presence mirror, subscriptions.
+func (c *Cluster) Start(h *hub.Hub, ev Events) {
 	if !c.started.CompareAndSwap(false, true) {
 		return
 	}
-	c.hub, c.onPresence = h, onPresence
+	c.hub, c.events = h, ev
 	c.pres.markDirty() // write the (empty) mirror and beat at once
 	c.run(c.pres.mirrorLoop)
 	c.run(c.pres.beatLoop)

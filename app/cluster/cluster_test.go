@@ -114,11 +114,11 @@ func startNode(t *testing.T, name string, o nodeOpts) *testNode {
 	cl.HubOptions(&ho)
 	n.hub = hub.New(ho)
 	n.view = cl.Hub()
-	cl.Start(n.hub, func(user int64, online bool, places int) {
+	cl.Start(n.hub, cluster.Events{Presence: func(user int64, online bool, places int) {
 		n.mu.Lock()
 		n.events = append(n.events, presenceEvent{user, online, places})
 		n.mu.Unlock()
-	})
+	}})
 	t.Cleanup(func() { n.stop() })
 	return n
 }

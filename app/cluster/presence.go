@@ -33,7 +33,7 @@ type presence struct {
 	c       *Cluster
 	version atomic.Int64 // of this node's mirror
 
-	mu     sync.Mutex           // guards the fields below; onPresence runs under it
+	mu     sync.Mutex           // guards the fields below; Events.Presence runs under it
 	nodes  map[string]*nodeView // this node's (local) and the live others'
 	local  *nodeView
 	totals map[int64]*total
@@ -154,7 +154,7 @@ func (p *presence) settleLocked(user int64, t *total) {
 }
 
 func (p *presence) tellLocked(user int64, online bool, places int) {
-	if f := p.c.onPresence; f != nil {
+	if f := p.c.events.Presence; f != nil {
 		f(user, online, places)
 	}
 }

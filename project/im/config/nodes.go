@@ -45,6 +45,9 @@ func Nodes(im *controller.ImService, admin *controller.Admin) []node.Node {
 		),
 		node.Group(node.Node{Path: "admin", Methods: node.Net, Auth: node.Admin},
 			node.Node{Path: "stats", Name: "Server counters", Do: admin.Stats},
+			node.Node{Path: "kick", Name: "Close a user's connections on every node", Do: admin.Kick},
+			node.Node{Path: "ban", Name: "Ban a user for minutes (absent: for good; 0 lifts it)", Do: admin.Ban},
+			node.Node{Path: "mute", Name: "Mute a user for minutes (0 lifts it)", Do: admin.Mute},
 		),
 		[]node.Node{
 			{Path: "user/admin", Name: "Grant the admin role: dce user admin NICKNAME [-config FILE]", Methods: node.CLI, Auth: node.Public, Do: admin.GrantAdmin},

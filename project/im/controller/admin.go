@@ -30,6 +30,50 @@ func (a *Admin) Stats(ctx *node.Context) (any, error) {
 	}{st.Connections, st.Online, st.Messages, st.UptimeS, runtime.NumGoroutine(), RSS()}, nil
 }
 
+// moderation is the body of admin/kick, admin/ban and admin/mute.
+type moderation struct {
+	User    int64  `json:"user"`
+	Minutes *int   `json:"minutes"`
+	Reason  string `json:"reason"`
+}
+
+func bindModeration(ctx *node.Context) (moderation, error) {
+	var req moderation
+	err := ctx.Bind(&req)
+	return req, err
+}
+
+// Kick closes a user's connections on every node; they may come back.
+func (a *Admin) Kick(ctx *node.Context) (any, error) {
+	req, err := bindModeration(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return nil, a.Chat.Kick(ctx.Ctx, ctx.UserID(), req.User, req.Reason)
+}
+
+// Ban ends a user's sessions and keeps them out for minutes (absent: for
+// good; 0 lifts the ban).
+func (a *Admin) Ban(ctx *node.Context) (any, error) {
+	req, err := bindModeration(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return nil, a.Chat.Ban(ctx.Ctx, ctx.UserID(), req.User, req.Minutes, req.Reason)
+}
+
+// Mute keeps a user from sending for minutes (0 lifts the mute).
+func (a *Admin) Mute(ctx *node.Context) (any, error) {
+	req, err := bindModeration(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.Minutes == nil {
+		return nil, node.Errorf(node.CodeBadRequest, "minutes: required")
+	}
+	return nil, a.Chat.Mute(ctx.Ctx, ctx.UserID(), req.User, *req.Minutes)
+}
+
 // GrantAdmin is `dce user admin NICKNAME`.
 func (a *Admin) GrantAdmin(ctx *node.Context) (any, error) {
 	if len(ctx.Args) != 1 {

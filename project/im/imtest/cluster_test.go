@@ -271,3 +271,57 @@ func TestClusterP9PushesInSeqOrder(t *testing.T) {
 func TestClusterP9PrivatePushesInSeqOrder(t *testing.T) {
 	orderRunOn(t, clusterNodes(t), true)
 }
+
+// Moderation over three nodes: a mute, a ban and a profile change made on
+// one node hold on the others by the time its reply comes (each node
+// forgets its cached copy of the account first), and a ban closes the
+// user's connections on every node.
+func TestClusterModeration(t *testing.T) {
+	nodes := clusterNodes(t)
+	admin := nodes[0].DialWS(t, "", nil)
+	adminID := groupLogin(t, admin, "root")
+	if err := nodes[0].Store.SetAdmin(t.Context(), adminID, true); err != nil {
+		t.Fatal(err)
+	}
+	ws := nodes[1].DialWS(t, "", nil)
+	bobID := groupLogin(t, ws, "bob")
+	tcp := nodes[2].DialTCP(t)
+	groupLogin(t, tcp, "bob")
+	for _, c := range []*servertest.Client{ws, tcp} { // each node caches bob's account
+		send(t, c, "room:lobby", "bob before")
+	}
+
+	admin.OK("admin/mute", map[string]any{"user": bobID, "minutes": 10}, nil)
+	for _, c := range []*servertest.Client{ws, tcp} {
+		wantCode(t, c, "forbidden", "im/send", map[string]string{"to": "room:lobby", "text": "muted on another node"})
+	}
+	admin.OK("admin/mute", map[string]any{"user": bobID, "minutes": 0}, nil)
+	for _, c := range []*servertest.Client{ws, tcp} {
+		send(t, c, "room:lobby", "unmuted on another node")
+	}
+
+	// A profile change on node 2 shows on node 3's next message at once.
+	ws.OK("im/profile", map[string]string{"brief": "changed on node two"}, nil)
+	send(t, tcp, "room:lobby", "from node three")
+	for {
+		if m := pushText(t, admin, "im/message"); m.Text == "from node three" {
+			if m.From.Brief != "changed on node two" {
+				t.Fatalf("node 3 sent with brief %q after it changed on node 2", m.From.Brief)
+			}
+			break
+		}
+	}
+
+	admin.OK("admin/ban", map[string]any{"user": bobID, "minutes": 30, "reason": "across"}, nil)
+	kickedWith(t, ws, "across")
+	closedWith(t, ws, 4503)
+	kickedWith(t, tcp, "across")
+	if !tcp.WaitClosed(time.Second) {
+		t.Fatal("node 3's TCP connection of the banned user stayed open")
+	}
+	for i, n := range nodes {
+		if f := n.DialTCP(t).Request("im/login", map[string]string{"nickname": "bob", "password": "password-bob"}); f.ErrorCode() != "forbidden" {
+			t.Fatalf("node %d: the banned user's login: %s, want forbidden", i+1, f.Body)
+		}
+	}
+}

@@ -243,7 +243,7 @@ func (s *Service) GrantAdmin(ctx context.Context, nickname string) (model.User, 
 	if err := s.Store.SetAdmin(ctx, acct.ID, true); err != nil {
 		return model.User{}, err
 	}
-	s.forget(acct.ID)
+	s.accountChanged(acct.ID)
 	acct.Admin = true
 	return acct.User, nil
 }
@@ -275,7 +275,7 @@ func (s *Service) Profile(ctx context.Context, user int64, brief, avatar *string
 	if err != nil {
 		return model.User{}, err
 	}
-	s.forget(user)
+	s.accountChanged(user)
 	s.Bus.Broadcast(push("im/user", struct {
 		User model.User `json:"user"`
 	}{u}), 0, 0)

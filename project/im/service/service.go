@@ -29,6 +29,10 @@ type Store interface {
 	SetPasswordHash(ctx context.Context, id int64, hash string) error
 	UpdateProfile(ctx context.Context, id int64, brief, avatar string) (model.User, error)
 	SetAdmin(ctx context.Context, id int64, admin bool) error
+	// SetBannedUntil and SetMutedUntil ban or mute a user until a time;
+	// the zero time lifts it. store.ErrNotFound: no such user.
+	SetBannedUntil(ctx context.Context, id int64, until time.Time) error
+	SetMutedUntil(ctx context.Context, id int64, until time.Time) error
 	CountUsers(ctx context.Context) (int64, error)
 
 	Append(ctx context.Context, m model.NewMessage) (model.Message, bool, error)
@@ -148,6 +152,10 @@ type Hub interface {
 	// count as online.
 	Places(user int64) (int, bool)
 	EndSession(user int64, sid string)
+	// Kick sends frame to every connection of user and closes them with
+	// code and reason; with several nodes, on all of them before it
+	// returns.
+	Kick(user int64, frame []byte, code node.CloseCode, reason string) int
 	Stats() hub.Stats
 }
 
@@ -167,6 +175,9 @@ type Deps struct {
 	// Limiter, when set, holds the per-user rate limits for every node
 	// (several nodes on one Redis); nil keeps them in this process.
 	Limiter SharedLimiter
+	// Peers, with several nodes, is told what changed here that the other
+	// nodes cache (moderation.go); nil with one.
+	Peers Peers
 }
 
 // Service is the chat.
@@ -184,6 +195,11 @@ type Service struct {
 	creations *userLimiter
 	searches  searchLimits // im/search (search.go)
 	users     sync.Map     // int64 -> model.Account: the accounts of recent senders
+	// accountGen counts the accounts changed (AccountChanged): a copy
+	// read from the store while one changed may be stale and is not kept.
+	// accountMu orders keeping a copy with the changes.
+	accountGen atomic.Uint64
+	accountMu  sync.Mutex
 	sent      atomic.Uint64
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -289,11 +305,16 @@ func (s *Service) account(ctx context.Context, id int64) (model.Account, error) 
 	if a, ok := s.users.Load(id); ok {
 		return a.(model.Account), nil
 	}
+	gen := s.accountGen.Load()
 	a, err := s.Store.UserByID(ctx, id)
 	if err != nil {
 		return a, err
 	}
-	s.users.Store(id, a)
+	s.accountMu.Lock()
+	if s.accountGen.Load() == gen { // else it may have changed after our read: ask again next time
+		s.users.Store(id, a)
+	}
+	s.accountMu.Unlock()
 	return a, nil
 }
 
@@ -304,9 +325,6 @@ func (s *Service) allowUpdate(user int64) error {
 	}
 	return nil
 }
-
-// forget drops a cached account after it changed.
-func (s *Service) forget(id int64) { s.users.Delete(id) }
 
 // push encodes body once and returns the push frame PATH;BODY.
 func push(path string, body any) []byte {
