@@ -17,7 +17,7 @@ import (
 
 // Bounds of the moderation requests.
 const (
-	maxReason  = 200                  // characters of a kick or ban reason
+	maxReason  = 200                 // characters of a kick or ban reason
 	maxMinutes = 100 * 365 * 24 * 60 // a hundred years: "for good"
 )
 

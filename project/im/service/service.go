@@ -200,10 +200,10 @@ type Service struct {
 	// accountMu orders keeping a copy with the changes.
 	accountGen atomic.Uint64
 	accountMu  sync.Mutex
-	sent      atomic.Uint64
-	stop      chan struct{}
-	stopOnce  sync.Once
-	started   time.Time
+	sent       atomic.Uint64
+	stop       chan struct{}
+	stopOnce   sync.Once
+	started    time.Time
 
 	admission *admission // new connections and resumes
 	presence  *presenceFolder
