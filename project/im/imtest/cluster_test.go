@@ -313,12 +313,7 @@ func TestClusterModeration(t *testing.T) {
 	}
 
 	admin.OK("admin/ban", map[string]any{"user": bobID, "minutes": 30, "reason": "across"}, nil)
-	kickedWith(t, ws, "across")
-	closedWith(t, ws, 4503)
-	kickedWith(t, tcp, "across")
-	if !tcp.WaitClosed(time.Second) {
-		t.Fatal("node 3's TCP connection of the banned user stayed open")
-	}
+	kickedAll(t, "across", 4503, []*servertest.Client{ws}, []*servertest.Client{tcp})
 	for i, n := range nodes {
 		if f := n.DialTCP(t).Request("im/login", map[string]string{"nickname": "bob", "password": "password-bob"}); f.ErrorCode() != "forbidden" {
 			t.Fatalf("node %d: the banned user's login: %s, want forbidden", i+1, f.Body)

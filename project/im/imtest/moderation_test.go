@@ -47,6 +47,23 @@ func closedWith(t *testing.T, c *servertest.Client, code int) {
 	}
 }
 
+// kickedAll checks that every WebSocket in ws gets im/kicked with reason
+// and closes with code, and every TCP connection in tcp gets it and is
+// closed, each within a second.
+func kickedAll(t *testing.T, reason string, code int, ws, tcp []*servertest.Client) {
+	t.Helper()
+	for _, c := range ws {
+		kickedWith(t, c, reason)
+		closedWith(t, c, code)
+	}
+	for _, c := range tcp {
+		kickedWith(t, c, reason)
+		if !c.WaitClosed(time.Second) {
+			t.Fatal("a TCP connection stayed open a second after the reply")
+		}
+	}
+}
+
 // A kick closes every connection the user holds: WebSockets get im/kicked
 // and then 4001 within a second, the TCP connection is closed after the
 // push, the UDP peer gets the push and is forgotten. The session stays,
@@ -65,14 +82,7 @@ func TestAdminKick(t *testing.T) {
 	groupLogin(t, watcher, "eve")
 
 	admin.OK("admin/kick", map[string]any{"user": bobID, "reason": "cool off"}, nil)
-	for _, c := range []*servertest.Client{ws1, ws2} {
-		kickedWith(t, c, "cool off")
-		closedWith(t, c, 4001)
-	}
-	kickedWith(t, tcp, "cool off")
-	if !tcp.WaitClosed(time.Second) {
-		t.Fatal("the TCP connection stayed open a second after the kick")
-	}
+	kickedAll(t, "cool off", 4001, []*servertest.Client{ws1, ws2}, []*servertest.Client{tcp})
 	kickedWith(t, udp, "cool off")
 	if who := authSigner(t, udp); who != "" {
 		t.Fatalf("the kicked UDP peer is still %q", who)
@@ -114,12 +124,7 @@ func TestAdminBan(t *testing.T) {
 	}
 
 	admin.OK("admin/ban", map[string]any{"user": bobID, "minutes": 60, "reason": "spam"}, nil)
-	kickedWith(t, ws, "spam")
-	closedWith(t, ws, 4503)
-	kickedWith(t, tcp, "spam")
-	if !tcp.WaitClosed(time.Second) {
-		t.Fatal("the banned user's TCP connection stayed open")
-	}
+	kickedAll(t, "spam", 4503, []*servertest.Client{ws}, []*servertest.Client{tcp})
 	kickedWith(t, udp, "spam")
 	banned := func(s *servertest.Server, when string) {
 		t.Helper()
