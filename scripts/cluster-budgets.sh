@@ -10,6 +10,10 @@
 #   RUNS=1 ONLY=sqlite scripts/cluster-budgets.sh
 #   RUNS=1 SMALL=1 scripts/cluster-budgets.sh # every path, small sizes
 #
+# PROFILE=S takes a CPU profile of every node for S seconds during each
+# run (3 s in; keep S below the run's length), into
+# $BENCH_DIR/cpu-CONFIG-WORKLOAD-nodeK.pprof (go tool pprof -top FILE).
+#
 # ONLY picks configurations (sqlite, pg1, pg3) and workloads (pairs,
 # latency, full, presence) by substring: ONLY="pg3 pairs". Results (one
 # JSON line per run) go to $OUT (default runtime/cluster-bench/results.jsonl).
@@ -85,6 +89,7 @@ start_nodes() {
 		port=$((BASE_PORT + 10 * k))
 		local -a env=(DCE_SERVER_RUNTIME_DIR="$(node_dir $k)" DCE_SERVER_PORT=$port DCE_SERVER_TCP_PORT=$((port + 1))
 			DCE_SERVER_UDP_PORT=$((port + 2)) DCE_SERVER_NODE=node$k)
+		[[ -z ${PROFILE:-} ]] || env+=(DCE_SERVER_PPROF_ADDR=127.0.0.1:$((port + 5)))
 		if [[ $engine == postgres ]]; then
 			env+=(DCE_STORE_DRIVER=postgres DCE_STORE_DSN="$DSN" DCE_REDIS_URL="$DCE_TEST_REDIS" DCE_REDIS_PREFIX="$PREFIX")
 		else
@@ -115,8 +120,16 @@ bench() {
 	local config=$1 label=$2
 	shift 2
 	echo "cluster-budgets: $config/$label: dce bench $* ($nodes node(s))" >&2
+	local k
+	if [[ -n ${PROFILE:-} ]]; then # a CPU profile of each node, from 3 s in, for PROFILE seconds
+		for ((k = 1; k <= nodes; k++)); do
+			(sleep 3 && curl -sf -o "$BENCH_DIR/cpu-$config-$label-node$k.pprof" \
+				"http://127.0.0.1:$((BASE_PORT + 10 * k + 5))/debug/pprof/profile?seconds=$PROFILE" || true) &
+		done
+	fi
 	timeout -s INT "$STEP_TIMEOUT" "$DCE" bench "$@" -url "$URLS" -pid "$PIDS" -src $SRC -logins 16 \
 		-sessions "$BENCH_DIR/sessions-$config" -timeout "$STEP_TIMEOUT" -json -label "$config/$label" | tail -1 | tee -a "$OUT"
+	[[ -z ${PROFILE:-} ]] || wait
 }
 
 # workloads CONFIG N ENGINE: every workload, each on freshly started nodes.

@@ -24,3 +24,10 @@ func (b Local) BroadcastPresence(frame []byte) { b.Hub.BroadcastPresence(frame) 
 func (b Local) Broadcast(frame []byte, exceptConn uint64, exceptUser int64) {
 	b.Hub.Broadcast(frame, exceptConn, exceptUser)
 }
+
+// Holds reports whether user holds a connection on this node, so that a
+// caller can skip encoding a push no one here would get.
+func (b Local) Holds(user int64) bool {
+	n, _ := b.Hub.Places(user)
+	return n > 0
+}

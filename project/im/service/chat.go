@@ -171,14 +171,27 @@ func (s *Service) deliverStored(msg model.Message, exceptConn uint64, encode fun
 		msg.Conv = string(msg.Key)
 		s.Stored.Broadcast(encode(&msg), exceptConn, 0)
 	case msg.ToUser == msg.From.ID: // a note to oneself
-		msg.Conv = msg.Key.ViewFor(msg.From.ID)
-		s.Stored.Deliver([]int64{msg.From.ID}, encode(&msg), exceptConn)
+		s.deliverView(msg, msg.From.ID, exceptConn, encode)
 	default:
-		msg.Conv = msg.Key.ViewFor(msg.From.ID)
-		s.Stored.Deliver([]int64{msg.From.ID}, encode(&msg), exceptConn)
-		msg.Conv = msg.Key.ViewFor(msg.ToUser)
-		s.Stored.Deliver([]int64{msg.ToUser}, encode(&msg), exceptConn)
+		s.deliverView(msg, msg.From.ID, exceptConn, encode)
+		s.deliverView(msg, msg.ToUser, exceptConn, encode)
 	}
+}
+
+// holder is what a Stored bus may also say: whether user holds a
+// connection it delivers to (bus.Local does).
+type holder interface{ Holds(user int64) bool }
+
+// deliverView pushes a private message to one party, as that party sees
+// its conversation. With several nodes every node follows every stored
+// change, and most private messages have no party on this one: those are
+// not encoded at all.
+func (s *Service) deliverView(msg model.Message, user int64, exceptConn uint64, encode func(*model.Message) []byte) {
+	if h, ok := s.Stored.(holder); ok && !h.Holds(user) {
+		return
+	}
+	msg.Conv = msg.Key.ViewFor(user)
+	s.Stored.Deliver([]int64{user}, encode(&msg), exceptConn)
 }
 
 // convKey checks that user may read the conversation `with` names and
