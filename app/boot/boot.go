@@ -260,14 +260,21 @@ func (s *Server) serve() {
 	go func() { defer s.served.Done(); s.udp.Serve() }()
 }
 
-func (s *Server) healthy() error {
+// healthy is GET /healthz: the store must answer; Redis being away only
+// degrades a node, which goes on serving its own connections.
+func (s *Server) healthy() (degraded string, err error) {
 	select {
 	case <-s.stopping:
-		return errors.New("stopping")
+		return "", errors.New("stopping")
 	default:
 	}
-	_, err := s.Store.LastSeq(context.Background())
-	return err
+	if _, err := s.Store.LastSeq(context.Background()); err != nil {
+		return "", err
+	}
+	if s.cluster != nil && s.cluster.Down() {
+		return "redis cannot be reached; serving this node's connections only", nil
+	}
+	return "", nil
 }
 
 // Addrs are the addresses the server listens on (useful with port 0).

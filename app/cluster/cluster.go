@@ -218,6 +218,10 @@ func (c *Cluster) Close() error {
 	return c.rdb.Close()
 }
 
+// Down reports whether the last Redis operation failed (the heartbeat
+// tries one every second).
+func (c *Cluster) Down() bool { return c.down.Load() }
+
 // failed records a failed Redis operation, logging the first of an outage.
 func (c *Cluster) failed(what string, err error) {
 	if c.down.CompareAndSwap(false, true) {

@@ -37,7 +37,10 @@ type HTTPOptions struct {
 	ReadTimeout time.Duration
 	Static      fs.FS                         // served under /static/ and /static/v<hash>/
 	Page        func(io.Writer, string) error // the chat page at GET /, given the assets' versioned base path
-	Healthy     func() error                  // GET /healthz
+	// Healthy is GET /healthz: an error is 503 with it; otherwise 200 with
+	// "ok", or "degraded: ..." when the server serves without something it
+	// normally has (Redis, with several nodes).
+	Healthy func() (degraded string, err error)
 }
 
 // HTTP serves the UI, the WebSocket upgrade, and every node as POST /PATH.
@@ -77,8 +80,12 @@ func NewHTTP(o *Options, h HTTPOptions) *HTTP {
 		return h.Page(c.Response().BodyWriter(), assets)
 	})
 	t.app.Get("/healthz", func(c *fiber.Ctx) error {
-		if err := h.Healthy(); err != nil {
+		degraded, err := h.Healthy()
+		if err != nil {
 			return fiber.NewError(fiber.StatusServiceUnavailable, err.Error())
+		}
+		if degraded != "" {
+			return c.SendString("degraded: " + degraded)
 		}
 		return c.SendString("ok")
 	})
