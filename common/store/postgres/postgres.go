@@ -368,18 +368,8 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, now func() time.Time) erro
 	return nil
 }
 
-// unixMilli stores a time; the zero time is stored as 0.
-func unixMilli(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-// fromUnixMilli reads back a time stored by unixMilli.
-func fromUnixMilli(ms int64) time.Time {
-	if ms == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms)
-}
+// The stored times (store.UnixMilli).
+var (
+	unixMilli     = store.UnixMilli
+	fromUnixMilli = store.FromUnixMilli
+)

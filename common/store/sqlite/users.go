@@ -12,7 +12,7 @@ import (
 	"dce/common/store"
 )
 
-const accountColumns = `id, nickname, brief, avatar, admin, password_hash, banned_until, muted_until, created`
+const accountColumns = store.AccountColumns
 
 // CreateUser stores a new account. nickname must already be normalised
 // (model.NormalizeNickname); it is unique by model.FoldNickname, enforced
@@ -61,23 +61,7 @@ func (db *DB) account(ctx context.Context, query string, argument any) (model.Ac
 	if err := db.checkOpen(); err != nil {
 		return model.Account{}, err
 	}
-	var (
-		account                          model.Account
-		bannedUntil, mutedUntil, created int64
-	)
-	err := db.reader.QueryRowContext(ctx, query, argument).Scan(
-		&account.ID, &account.Nickname, &account.Brief, &account.Avatar, &account.Admin,
-		&account.PasswordHash, &bannedUntil, &mutedUntil, &created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return model.Account{}, store.ErrNotFound
-	}
-	if err != nil {
-		return model.Account{}, err
-	}
-	account.BannedUntil = fromUnixMilli(bannedUntil)
-	account.MutedUntil = fromUnixMilli(mutedUntil)
-	account.Created = fromUnixMilli(created)
-	return account, nil
+	return store.ScanAccount(db.reader.QueryRowContext(ctx, query, argument), sql.ErrNoRows)
 }
 
 // UsersByID returns the public view of each user in ids that exists, keyed
