@@ -51,3 +51,58 @@ func FromUnixMilli(ms int64) time.Time {
 	}
 	return time.UnixMilli(ms)
 }
+
+// Rows are a query's rows in either engine's driver; whoever ran the
+// query closes them.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// The queries ReadGroups reads, in one snapshot.
+const (
+	GroupsQuery  = `SELECT id, name, owner, private, members FROM groups WHERE members > 0 ORDER BY id`
+	MembersQuery = `SELECT group_id, user_id FROM group_members ORDER BY group_id, joined`
+)
+
+// ReadGroups is every group with members, and its members in joining
+// order, from GroupsQuery's and MembersQuery's rows: query runs one and
+// returns its rows and how to close them.
+func ReadGroups(query func(sql string) (Rows, func(), error)) ([]model.GroupMembers, error) {
+	rows, done, err := query(GroupsQuery)
+	if err != nil {
+		return nil, err
+	}
+	var groups []model.GroupMembers
+	index := map[int64]int{}
+	for rows.Next() {
+		var g model.GroupMembers
+		if err := rows.Scan(&g.ID, &g.Name, &g.Owner, &g.Private, &g.Members); err != nil {
+			done()
+			return nil, err
+		}
+		g.MemberIDs = make([]int64, 0, g.Members)
+		index[g.ID] = len(groups)
+		groups = append(groups, g)
+	}
+	err = rows.Err()
+	done()
+	if err != nil {
+		return nil, err
+	}
+	if rows, done, err = query(MembersQuery); err != nil {
+		return nil, err
+	}
+	defer done()
+	for rows.Next() {
+		var group, user int64
+		if err := rows.Scan(&group, &user); err != nil {
+			return nil, err
+		}
+		if i, ok := index[group]; ok {
+			groups[i].MemberIDs = append(groups[i].MemberIDs, user)
+		}
+	}
+	return groups, rows.Err()
+}

@@ -361,41 +361,13 @@ func (db *DB) Groups(ctx context.Context) ([]model.GroupMembers, error) {
 		return nil, err
 	}
 	defer tx.Rollback(context.Background())
-	rows, err := tx.Query(ctx, `SELECT id, name, owner, private, members FROM groups WHERE members > 0 ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	var groups []model.GroupMembers
-	index := map[int64]int{}
-	for rows.Next() {
-		var g model.GroupMembers
-		if err := rows.Scan(&g.ID, &g.Name, &g.Owner, &g.Private, &g.Members); err != nil {
-			rows.Close()
-			return nil, err
+	return store.ReadGroups(func(query string) (store.Rows, func(), error) {
+		rows, err := tx.Query(ctx, query)
+		if err != nil {
+			return nil, nil, err
 		}
-		g.MemberIDs = make([]int64, 0, g.Members)
-		index[g.ID] = len(groups)
-		groups = append(groups, g)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows, err = tx.Query(ctx, `SELECT group_id, user_id FROM group_members ORDER BY group_id, joined`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var group, user int64
-		if err := rows.Scan(&group, &user); err != nil {
-			return nil, err
-		}
-		if i, ok := index[group]; ok {
-			groups[i].MemberIDs = append(groups[i].MemberIDs, user)
-		}
-	}
-	return groups, rows.Err()
+		return rows, rows.Close, nil
+	})
 }
 
 // groupForUpdate reads a group in the writer's transaction, locking its
