@@ -24,10 +24,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -283,40 +279,9 @@ func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations lists the embedded migrations in version order; a file is
-// named NNNN_what.sql and the number is its version.
-func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var list []migration
-	for _, name := range names {
-		base := path.Base(name)
-		number, _, _ := strings.Cut(base, "_")
-		version, err := strconv.Atoi(number)
-		if err != nil || version <= 0 {
-			return nil, fmt.Errorf("postgres: migration %s: name must start with a positive number", base)
-		}
-		text, err := migrationFiles.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		list = append(list, migration{version: version, name: base, sql: string(text)})
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i].version < list[j].version })
-	for i := 1; i < len(list); i++ {
-		if list[i].version == list[i-1].version {
-			return nil, fmt.Errorf("postgres: two migrations numbered %d", list[i].version)
-		}
-	}
-	return list, nil
+// migrations lists the embedded migrations in version order.
+func migrations() ([]store.Migration, error) {
+	return store.Migrations("postgres", migrationFiles, "migrations/*.sql")
 }
 
 // migrate applies every migration newer than schema_version records, each
@@ -347,22 +312,22 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, now func() time.Time) erro
 	if err := conn.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&current); err != nil {
 		return fmt.Errorf("postgres: reading schema_version: %w", err)
 	}
-	if len(list) > 0 && current > list[len(list)-1].version {
-		return fmt.Errorf("postgres: the database is at schema version %d, newer than this program's %d", current, list[len(list)-1].version)
+	if len(list) > 0 && current > list[len(list)-1].Version {
+		return fmt.Errorf("postgres: the database is at schema version %d, newer than this program's %d", current, list[len(list)-1].Version)
 	}
 	for _, m := range list {
-		if m.version <= current {
+		if m.Version <= current {
 			continue
 		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO schema_version (version, applied) VALUES ($1, $2)`, m.version, now().UnixMilli())
+			_, err := tx.Exec(ctx, `INSERT INTO schema_version (version, applied) VALUES ($1, $2)`, m.Version, now().UnixMilli())
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("postgres: migration %s: %w", m.name, err)
+			return fmt.Errorf("postgres: migration %s: %w", m.Name, err)
 		}
 	}
 	return nil

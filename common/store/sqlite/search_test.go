@@ -34,7 +34,7 @@ func TestMigrationMovesTheIndex(t *testing.T) {
 	}
 	apply := func(upTo string) {
 		for _, m := range list {
-			if m.name > upTo {
+			if m.Name > upTo {
 				break
 			}
 			if err := applyMigration(ctx, old, m, time.Now()); err != nil {

@@ -20,13 +20,10 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -327,41 +324,9 @@ func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migration is one numbered file from migrations/.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations lists the embedded migrations in version order. A file is
-// named NNNN_what.sql; the number is its version.
-func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var list []migration
-	for _, name := range names {
-		base := filepath.Base(name)
-		number, _, _ := strings.Cut(base, "_")
-		version, err := strconv.Atoi(number)
-		if err != nil || version <= 0 {
-			return nil, fmt.Errorf("sqlite: migration %s: name must start with a positive number", base)
-		}
-		text, err := migrationFiles.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		list = append(list, migration{version: version, name: base, sql: string(text)})
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i].version < list[j].version })
-	for i := 1; i < len(list); i++ {
-		if list[i].version == list[i-1].version {
-			return nil, fmt.Errorf("sqlite: two migrations numbered %d", list[i].version)
-		}
-	}
-	return list, nil
+// migrations lists the embedded migrations in version order.
+func migrations() ([]store.Migration, error) {
+	return store.Migrations("sqlite", migrationFiles, "migrations/*.sql")
 }
 
 // migrate applies, each in its own transaction, every migration newer than
@@ -381,37 +346,37 @@ func migrate(ctx context.Context, writer *sql.DB, now func() time.Time) error {
 	if err := writer.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&current); err != nil {
 		return fmt.Errorf("sqlite: reading schema_version: %w", err)
 	}
-	if len(list) > 0 && current > list[len(list)-1].version {
-		return fmt.Errorf("sqlite: the database is at schema version %d, newer than this program's %d", current, list[len(list)-1].version)
+	if len(list) > 0 && current > list[len(list)-1].Version {
+		return fmt.Errorf("sqlite: the database is at schema version %d, newer than this program's %d", current, list[len(list)-1].Version)
 	}
 	for _, m := range list {
-		if m.version <= current {
+		if m.Version <= current {
 			continue
 		}
 		if err := applyMigration(ctx, writer, m, now()); err != nil {
-			return fmt.Errorf("sqlite: migration %s: %w", m.name, err)
+			return fmt.Errorf("sqlite: migration %s: %w", m.Name, err)
 		}
 	}
 	return nil
 }
 
-func applyMigration(ctx context.Context, writer *sql.DB, m migration, now time.Time) error {
+func applyMigration(ctx context.Context, writer *sql.DB, m store.Migration, now time.Time) error {
 	tx, err := writer.BeginTx(ctx, nil) // IMMEDIATE: holds the write lock
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
 	var applied int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_version WHERE version = ?`, m.version).Scan(&applied); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_version WHERE version = ?`, m.Version).Scan(&applied); err != nil {
 		return err
 	}
 	if applied > 0 {
 		return nil // another process applied it meanwhile
 	}
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version, applied) VALUES (?, ?)`, m.version, now.UnixMilli()); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version, applied) VALUES (?, ?)`, m.Version, now.UnixMilli()); err != nil {
 		return err
 	}
 	return tx.Commit()

@@ -226,8 +226,8 @@ func TestMigrationsRecordedOnce(t *testing.T) {
 		if err := db.reader.QueryRowContext(ctx, `SELECT COUNT(*), MAX(version) FROM schema_version`).Scan(&count, &latest); err != nil {
 			t.Fatal(err)
 		}
-		if count != len(list) || latest != list[len(list)-1].version {
-			t.Errorf("schema_version: %d rows up to %d, want %d up to %d", count, latest, len(list), list[len(list)-1].version)
+		if count != len(list) || latest != list[len(list)-1].Version {
+			t.Errorf("schema_version: %d rows up to %d, want %d up to %d", count, latest, len(list), list[len(list)-1].Version)
 		}
 		db.Close()
 	}
@@ -504,7 +504,7 @@ func TestMigrationRebuildsMessages(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "dce.db")
 	list, err := migrations()
-	if err != nil || len(list) < 2 || list[1].version != 2 {
+	if err != nil || len(list) < 2 || list[1].Version != 2 {
 		t.Fatalf("migrations: %v, %v", list, err)
 	}
 	old, err := sql.Open("sqlite", dsn(path, "FULL", true))
@@ -683,7 +683,7 @@ func TestMigrationAddsGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := slices.IndexFunc(list, func(m migration) bool { return m.name == "0004_groups.sql" })
+	i := slices.IndexFunc(list, func(m store.Migration) bool { return m.Name == "0004_groups.sql" })
 	if i < 0 {
 		t.Fatalf("no 0004_groups.sql in %v", list)
 	}
