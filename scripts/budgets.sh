@@ -26,6 +26,7 @@ CHART=${CHART:-$BENCH_DIR/chart.jsonl}
 SRC=127.0.0.2-127.0.0.9
 
 mkdir -p "$BENCH_DIR"
+BENCH_DIR=$(cd "$BENCH_DIR" && pwd) # a relative or an absolute BENCH_DIR alike
 export DCE_SERVER_RUNTIME_DIR=$BENCH_DIR/server
 export DCE_SERVER_HOST=127.0.0.1
 # The per-user rate limits would throttle the senders; everything else is
@@ -145,7 +146,7 @@ probe() { # label, bench arguments...: one run against a freshly started probe
 }
 if want probe; then
 	if [[ -d $PROBE_SRC ]]; then
-		(cd "$PROBE_SRC" && go build -o "$OLDPWD/$BENCH_DIR/fiberprobe" .)
+		(cd "$PROBE_SRC" && go build -o "$BENCH_DIR/fiberprobe" .)
 		for i in $(seq "$RUNS"); do
 			run lobby-1k fanout -n 1000 -pubs 2 -msgs 20000 -size 64 -window 500
 			probe probe-1k fanout -n 1000 -pubs 2 -msgs 20000 -size 64 -window 500
