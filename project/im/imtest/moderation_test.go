@@ -172,8 +172,9 @@ func TestAdminBan(t *testing.T) {
 	}
 }
 
-// A mute stops sending and editing at once but keeps the user connected
-// and reading; minutes 0 lifts it at once.
+// A mute stops sending, editing and profile changes at once (taking one's
+// own message back is still allowed) but keeps the user connected and
+// reading; minutes 0 lifts it at once.
 func TestAdminMute(t *testing.T) {
 	s := servertest.Start(t)
 	admin := s.DialWS(t, "", nil)
@@ -185,6 +186,7 @@ func TestAdminMute(t *testing.T) {
 	admin.OK("admin/mute", map[string]any{"user": bobID, "minutes": 5}, nil)
 	wantCode(t, bob, "forbidden", "im/send", map[string]string{"to": "room:lobby", "text": "muted?"})
 	wantCode(t, bob, "forbidden", "im/edit", map[string]any{"id": mine, "text": "edited while muted"})
+	wantCode(t, bob, "forbidden", "im/profile", map[string]string{"brief": "everyone sees my brief"})
 	bob.Drain()
 	send(t, admin, "room:lobby", "the admin speaks")
 	if m := pushText(t, bob, "im/message"); m.Text != "the admin speaks" {
@@ -193,9 +195,11 @@ func TestAdminMute(t *testing.T) {
 	if bob.Closed() {
 		t.Fatal("a mute closed the connection")
 	}
+	bob.OK("im/delete", map[string]any{"id": mine}, nil)
 
 	admin.OK("admin/mute", map[string]any{"user": bobID, "minutes": 0}, nil)
 	send(t, bob, "room:lobby", "after the mute")
+	bob.OK("im/profile", map[string]string{"brief": "unmuted"}, nil)
 }
 
 // Bad moderation requests get section 4's codes and change nothing.

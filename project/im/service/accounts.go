@@ -258,6 +258,9 @@ func (s *Service) Profile(ctx context.Context, user int64, brief, avatar *string
 	if err != nil {
 		return model.User{}, err
 	}
+	if acct.Muted(s.Now()) { // a brief is pushed to everyone online
+		return model.User{}, node.Errorf(node.CodeForbidden, "you may not change your profile now")
+	}
 	newBrief, newAvatar := acct.Brief, acct.Avatar
 	if brief != nil {
 		if err := model.CheckText(*brief, s.Limits().BriefMax); err != nil {
