@@ -154,5 +154,7 @@ func (s *Service) AccountChanged(user int64) {
 	s.accountMu.Lock()
 	defer s.accountMu.Unlock()
 	s.accountGen.Add(1)
-	s.users.Delete(user)
+	if _, had := s.users.LoadAndDelete(user); had {
+		s.cached.Add(-1)
+	}
 }

@@ -195,6 +195,10 @@ type Service struct {
 	creations *userLimiter
 	searches  searchLimits // im/search (search.go)
 	users     sync.Map     // int64 -> model.Account: the accounts of recent senders
+	// cached counts the accounts kept in users; past accountCache they
+	// are all forgotten at once, so that the copies stay bounded however
+	// many users the store has.
+	cached atomic.Int64
 	// accountGen counts the accounts changed (AccountChanged): a copy
 	// read from the store while one changed may be stale and is not kept.
 	// accountMu orders keeping a copy with the changes.
@@ -312,11 +316,21 @@ func (s *Service) account(ctx context.Context, id int64) (model.Account, error) 
 	}
 	s.accountMu.Lock()
 	if s.accountGen.Load() == gen { // else it may have changed after our read: ask again next time
-		s.users.Store(id, a)
+		if s.cached.Add(1) > accountCache {
+			s.users.Clear()
+			s.cached.Store(1)
+		}
+		if _, had := s.users.Swap(id, a); had {
+			s.cached.Add(-1)
+		}
 	}
 	s.accountMu.Unlock()
 	return a, nil
 }
+
+// accountCache is how many accounts the service keeps copies of (about
+// 250 bytes each).
+var accountCache int64 = 65536
 
 // allowUpdate rate-limits a change that pushes to other users.
 func (s *Service) allowUpdate(user int64) error {
