@@ -23,7 +23,7 @@ func (s *countingStore) UserByID(_ context.Context, id int64) (model.Account, er
 // read: past the bound they are forgotten at once and read again from the
 // store; within it, a second read costs the store nothing.
 func TestAccountCacheBounded(t *testing.T) {
-	defer func(n int64) { accountCache = n }(accountCache)
+	defer func(n int) { accountCache = n }(accountCache)
 	accountCache = 100
 	st := &countingStore{}
 	s := &Service{Deps: Deps{Store: st}}
@@ -32,22 +32,22 @@ func TestAccountCacheBounded(t *testing.T) {
 		if a, err := s.account(ctx, id); err != nil || a.ID != id {
 			t.Fatalf("account %d: %+v %v", id, a, err)
 		}
-		if n := s.cached.Load(); n > accountCache {
+		if n := s.cached; n > accountCache {
 			t.Fatalf("after %d accounts %d copies are kept, over the bound %d", id, n, accountCache)
 		}
 	}
 	kept := 0
 	s.users.Range(func(any, any) bool { kept++; return true })
-	if int64(kept) != s.cached.Load() || kept == 0 || kept > 100 {
-		t.Fatalf("%d copies kept, counted %d", kept, s.cached.Load())
+	if kept != s.cached || kept == 0 || kept > 100 {
+		t.Fatalf("%d copies kept, counted %d", kept, s.cached)
 	}
 	reads := st.reads
 	if _, err := s.account(ctx, 1000); err != nil || st.reads != reads {
 		t.Fatalf("a kept account was read from the store again (%d reads, had %d)", st.reads, reads)
 	}
 	s.AccountChanged(1000)
-	if s.cached.Load() != int64(kept-1) {
-		t.Fatalf("after a change %d counted, want %d", s.cached.Load(), kept-1)
+	if s.cached != kept-1 {
+		t.Fatalf("after a change %d counted, want %d", s.cached, kept-1)
 	}
 	if _, err := s.account(ctx, 1000); err != nil || st.reads != reads+1 {
 		t.Fatal("a changed account was not read again")

@@ -155,6 +155,6 @@ func (s *Service) AccountChanged(user int64) {
 	defer s.accountMu.Unlock()
 	s.accountGen.Add(1)
 	if _, had := s.users.LoadAndDelete(user); had {
-		s.cached.Add(-1)
+		s.cached--
 	}
 }

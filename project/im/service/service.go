@@ -195,15 +195,15 @@ type Service struct {
 	creations *userLimiter
 	searches  searchLimits // im/search (search.go)
 	users     sync.Map     // int64 -> model.Account: the accounts of recent senders
-	// cached counts the accounts kept in users; past accountCache they
-	// are all forgotten at once, so that the copies stay bounded however
-	// many users the store has.
-	cached atomic.Int64
 	// accountGen counts the accounts changed (AccountChanged): a copy
 	// read from the store while one changed may be stale and is not kept.
-	// accountMu orders keeping a copy with the changes.
+	// accountMu orders keeping a copy with the changes, and guards cached:
+	// how many copies users holds. Past accountCache they are all
+	// forgotten at once, so that they stay bounded however many users the
+	// store has.
 	accountGen atomic.Uint64
 	accountMu  sync.Mutex
+	cached     int
 	sent       atomic.Uint64
 	stop       chan struct{}
 	stopOnce   sync.Once
@@ -316,12 +316,13 @@ func (s *Service) account(ctx context.Context, id int64) (model.Account, error) 
 	}
 	s.accountMu.Lock()
 	if s.accountGen.Load() == gen { // else it may have changed after our read: ask again next time
-		if s.cached.Add(1) > accountCache {
-			s.users.Clear()
-			s.cached.Store(1)
+		if _, had := s.users.Swap(id, a); !had {
+			s.cached++
 		}
-		if _, had := s.users.Swap(id, a); had {
-			s.cached.Add(-1)
+		if s.cached > accountCache {
+			s.users.Clear()
+			s.users.Store(id, a)
+			s.cached = 1
 		}
 	}
 	s.accountMu.Unlock()
@@ -330,7 +331,7 @@ func (s *Service) account(ctx context.Context, id int64) (model.Account, error) 
 
 // accountCache is how many accounts the service keeps copies of (about
 // 250 bytes each).
-var accountCache int64 = 65536
+var accountCache = 65536
 
 // allowUpdate rate-limits a change that pushes to other users.
 func (s *Service) allowUpdate(user int64) error {
